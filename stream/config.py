@@ -1,0 +1,120 @@
+"""All configuration in one place.
+
+Every setting can be overridden by an environment variable ``SWINGDIAL_<NAME>``
+(for example ``SWINGDIAL_KAFKA_BOOTSTRAP=broker:9092``). Modules never read the
+environment themselves; they take a :class:`Settings` (usually from :func:`get_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TARGETS = ["Donald Trump", "Kamala Harris", "Elon Musk"]
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "swingdial"
+
+
+def _default_shared_data() -> Path:
+    # ../shared/data next to the project checkout (where CI and developers find it).
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SWINGDIAL_", extra="ignore")
+
+    # --- where state lives (outside the repo) ---
+    home: Path = Field(default_factory=_default_home, description="Root of all local state.")
+
+    # --- Kafka ---
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Bootstrap servers. Point at your own cluster to skip the local broker.",
+    )
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "768m"
+    partitions: int = Field(6, ge=1, le=256)
+    topic_posts: str = "posts"
+    topic_scores: str = "scores"
+    topic_dlq: str = "posts.dlq"
+    topic_annotations: str = "annotations"
+
+    # --- scoring worker (faust) ---
+    worker_app_id: str = "swingdial-worker"
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = 6066
+    batch_size: int = Field(64, ge=1, le=4096)
+    batch_within_s: float = Field(0.5, gt=0)
+    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
+
+    # --- models ---
+    hf_model: str | None = Field(
+        None,
+        description="Opt-in: a Hugging Face sequence classifier id or path used for sentiment "
+        "instead of the bundled heads. Hub downloads need allow_hub_download.",
+    )
+    allow_hub_download: bool = False
+    score_cache_size: int = 50_000
+    torch_threads: int = 0  # 0: leave torch's default
+    shared_data: Path = Field(default_factory=_default_shared_data)
+
+    # --- sink / DuckDB ---
+    duckdb_path: Path | None = None
+    sink_group: str = "swingdial-sink"
+    sink_batch_size: int = Field(2000, ge=1)
+    sink_flush_s: float = Field(1.0, gt=0)
+
+    # --- read path while the sink writes (Arrow Flight served by the sink) ---
+    query_host: str = "127.0.0.1"
+    query_port: int = 8815
+
+    # --- dashboard ---
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8501
+    dashboard_refresh_s: float = 5.0
+    min_posts_per_point: int = 5
+
+    @property
+    def db_path(self) -> Path:
+        return self.duckdb_path or self.home / "swingdial.duckdb"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def faust_dir(self) -> Path:
+        return self.home / "faust"
+
+    @property
+    def query_location(self) -> str:
+        return f"grpc://{self.query_host}:{self.query_port}"
+
+    def kafka_client_config(self) -> dict[str, object]:
+        """Connection settings shared by every kafka-python client."""
+        cfg: dict[str, object] = {
+            "bootstrap_servers": self.kafka_bootstrap.split(","),
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
+            cfg["sasl_plain_username"] = self.kafka_sasl_username
+            cfg["sasl_plain_password"] = self.kafka_sasl_password
+        if self.kafka_ssl_cafile:
+            cfg["ssl_cafile"] = self.kafka_ssl_cafile
+        return cfg
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
