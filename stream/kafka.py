@@ -1,0 +1,93 @@
+"""Thin factories for kafka-python clients, so every process connects the same way."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+
+from stream.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def producer(settings: Settings, **overrides: object) -> KafkaProducer:
+    """A producer that waits for every write (acks=all) and never reorders on retry."""
+    config: dict[str, object] = {
+        **settings.kafka_client_config(),
+        "acks": "all",
+        "linger_ms": 20,
+        "retries": 5,
+        "max_in_flight_requests_per_connection": 1,
+        "client_id": "swingdial-producer",
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def consumer(settings: Settings, *topics: str, **overrides: object) -> KafkaConsumer:
+    config: dict[str, object] = {
+        **settings.kafka_client_config(),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "client_id": "swingdial-consumer",
+    }
+    config.update(overrides)
+    return KafkaConsumer(*topics, **config)
+
+
+def admin(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(**settings.kafka_client_config(), client_id="swingdial-admin")
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [
+        settings.topic_posts,
+        settings.topic_scores,
+        settings.topic_dlq,
+        settings.topic_annotations,
+    ]
+
+
+def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create the project's topics if missing; returns the names that were created."""
+    count = partitions or settings.partitions
+    client = admin(settings)
+    try:
+        existing = set(client.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=count, replication_factor=1)
+            for name in all_topics(settings)
+            if name not in existing
+        ]
+        if not wanted:
+            return []
+        try:
+            client.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            pass
+        return [t.name for t in wanted]
+    finally:
+        client.close()
+
+
+def wait_for_broker(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Block until the bootstrap servers answer a metadata request."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client = admin(settings)
+            client.list_topics()
+            client.close()
+            return
+        except (NoBrokersAvailable, OSError) as exc:  # broker still starting
+            last = exc
+            time.sleep(0.5)
+        except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds while starting
+            last = exc
+            time.sleep(0.5)
+    raise TimeoutError(f"no Kafka broker answered at {settings.kafka_bootstrap}: {last}")
