@@ -88,8 +88,8 @@ CREATE TABLE IF NOT EXISTS stances (
 CREATE TABLE IF NOT EXISTS moments (
     event_id    VARCHAR NOT NULL,
     moment_id   VARCHAR NOT NULL,
-    at          TIMESTAMPTZ NOT NULL,
-    until       TIMESTAMPTZ,
+    at_time     TIMESTAMPTZ NOT NULL,
+    until_time  TIMESTAMPTZ,
     title       VARCHAR NOT NULL,
     topic       VARCHAR,
     description VARCHAR,
@@ -99,7 +99,7 @@ CREATE TABLE IF NOT EXISTS annotations (
     annotation_id VARCHAR PRIMARY KEY,
     event_id      VARCHAR,
     run_id        VARCHAR,
-    at            TIMESTAMPTZ NOT NULL,
+    at_time       TIMESTAMPTZ NOT NULL,
     text          VARCHAR NOT NULL,
     author        VARCHAR NOT NULL,
     created_at    TIMESTAMPTZ NOT NULL
