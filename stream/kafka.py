@@ -7,7 +7,7 @@ import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
-from kafka.errors import NoBrokersAvailable, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.config import Settings
 
@@ -84,10 +84,7 @@ def wait_for_broker(settings: Settings, timeout_s: float = 60.0) -> None:
             client.list_topics()
             client.close()
             return
-        except (NoBrokersAvailable, OSError) as exc:  # broker still starting
-            last = exc
-            time.sleep(0.5)
-        except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds while starting
+        except (KafkaError, OSError) as exc:  # broker still starting
             last = exc
             time.sleep(0.5)
     raise TimeoutError(f"no Kafka broker answered at {settings.kafka_bootstrap}: {last}")

@@ -1,0 +1,1 @@
+"""Local infrastructure: a single-node Apache Kafka broker (KRaft) resolved with Maven."""
