@@ -261,3 +261,10 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def prefetch() -> None:
+    """Resolve the broker's jars now (setup step), so the first start is quick."""
+    from stream.config import get_settings
+
+    resolve_classpath(BrokerPaths(get_settings().kafka_dir))

@@ -7,6 +7,7 @@ environment themselves; they take a :class:`Settings` (usually from :func:`get_s
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -99,6 +100,16 @@ class Settings(BaseSettings):
     @property
     def query_location(self) -> str:
         return f"grpc://{self.query_host}:{self.query_port}"
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``SWINGDIAL_*`` variables, for child processes (demo, tests)."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            env[f"SWINGDIAL_{name.upper()}"] = text
+        return env
 
     def kafka_client_config(self) -> dict[str, object]:
         """Connection settings shared by every kafka-python client."""

@@ -1,0 +1,152 @@
+"""The scoring worker: a faust agent that turns ``posts`` into ``scores``.
+
+Posts arrive as raw bytes so that a record which is not even JSON can still be forwarded,
+untouched, to the dead-letter topic. Valid posts are scored in micro-batches (one encoder
+pass per batch) on a thread, so the event loop keeps consuming and heart-beating while the
+model works. Offsets are acknowledged only after every output of a batch is delivered:
+a worker killed mid-batch re-scores that batch on restart (at-least-once), and the sink
+stores each post once (it keys on run id + post id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from models.cohort import cohort_from_bio
+from models.scorer import Scorer, load_scorer
+from stream.config import Settings
+from stream.schema import CohortCall, InvalidPost, LabelScores, Post, ScoredPost, parse_post
+
+log = logging.getLogger(__name__)
+
+
+def _credentials(settings: Settings) -> Any:
+    """faust's form of the SASL/SSL settings shared with kafka-python clients."""
+    ssl_context = None
+    if settings.kafka_ssl_cafile or settings.kafka_security_protocol.endswith("SSL"):
+        ssl_context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    return ssl_context
+
+
+def build_scored(
+    post: Post, output: dict[str, Any], version: str, received_at: datetime | None
+) -> ScoredPost:
+    """Assemble the record for the ``scores`` topic from a post and its model output."""
+    label, evidence = cohort_from_bio(post.author.bio)
+    return ScoredPost(
+        post=post,
+        sentiment=LabelScores(**output["sentiment"]),
+        stance={target: LabelScores(**value) for target, value in output["stance"].items()},
+        emotion=LabelScores(**output["emotion"]) if output.get("emotion") else None,
+        topic=LabelScores(**output["topic"]) if output.get("topic") else None,
+        cohort=CohortCall(label=label, evidence=evidence),
+        model_version=version,
+        scored_at=datetime.now(UTC),
+        received_at=received_at,
+    )
+
+
+def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
+    """Build the faust app; the scorer loads lazily so ``--help`` stays fast."""
+    settings.faust_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.worker_app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(settings.faust_dir),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        producer_acks=-1,
+    )
+    posts = app.topic(settings.topic_posts, key_serializer="raw", value_serializer="raw")
+    scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
+    state: dict[str, Any] = {"scorer": scorer}
+
+    def get_scorer() -> Scorer:
+        if state["scorer"] is None:
+            state["scorer"] = load_scorer(settings, targets=settings.targets)
+            log.info("model %s loaded", state["scorer"].version)
+        return state["scorer"]
+
+    @app.task
+    async def warm_up() -> None:
+        # Load the model before the first batch so the first posts are not late.
+        await asyncio.get_running_loop().run_in_executor(executor, get_scorer)
+
+    @app.agent(posts, concurrency=1)
+    async def score_posts(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            started = time.perf_counter()
+            valid: list[tuple[Post, datetime | None]] = []
+            deliveries = []
+            for event in events:
+                message = event.message
+                raw: bytes = message.value if message.value is not None else b""
+                try:
+                    post = parse_post(raw)
+                except InvalidPost as exc:
+                    headers = [
+                        ("reason", exc.reason.encode()),
+                        ("source_topic", message.topic.encode()),
+                        ("source_partition", str(message.partition).encode()),
+                        ("source_offset", str(message.offset).encode()),
+                    ]
+                    deliveries.append(
+                        await dlq.send(key=message.key, value=raw, headers=headers, force=True)
+                    )
+                    continue
+                sent_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+                valid.append((post, sent_at))
+            if valid:
+                active = get_scorer()
+                outputs = await loop.run_in_executor(
+                    executor, active.score_texts, [post.text for post, _ in valid]
+                )
+                for (post, sent_at), output in zip(valid, outputs, strict=True):
+                    record = build_scored(post, output, active.version, sent_at)
+                    deliveries.append(
+                        await scores.send(
+                            key=post.id.encode(), value=record.to_bytes(), force=True
+                        )
+                    )
+            # Wait until Kafka has every output before take_events acks the inputs.
+            await asyncio.gather(*deliveries)
+            log.debug(
+                "batch of %d (%d valid) in %.0f ms",
+                len(events),
+                len(valid),
+                (time.perf_counter() - started) * 1000,
+            )
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run the worker until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,101 @@
+"""Shared fixtures. Integration tests run against a real Apache Kafka broker that this
+session starts (resolved by infra/pom.xml) on free loopback ports, and real DuckDB files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.config import Settings
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A real single-node KRaft broker for the whole test session."""
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.skip("Java and Maven are needed to run the Kafka broker")
+    from infra.broker import Broker
+    from stream import kafka
+
+    home = tmp_path_factory.mktemp("broker-home")
+    settings = Settings(
+        home=home,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
+        kafka_heap="512m",
+        partitions=3,
+    )
+    broker = Broker(settings)
+    broker.start()
+    try:
+        kafka.wait_for_broker(settings)
+        yield settings
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_settings(kafka_broker: Settings, tmp_path: Path) -> Settings:
+    """Settings on the session broker with this test's own topics, group ids and home."""
+    from stream import kafka
+
+    tag = uuid.uuid4().hex[:8]
+    settings = kafka_broker.model_copy(
+        update={
+            "home": tmp_path / "home",
+            "topic_posts": f"posts-{tag}",
+            "topic_scores": f"scores-{tag}",
+            "topic_dlq": f"posts.dlq-{tag}",
+            "topic_annotations": f"annotations-{tag}",
+            "worker_app_id": f"worker-{tag}",
+            "sink_group": f"sink-{tag}",
+            "worker_web_port": free_port(),
+            "query_port": free_port(),
+            "dashboard_port": free_port(),
+        }
+    )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    kafka.ensure_topics(settings)
+    return settings
+
+
+def swingdial_process(
+    settings: Settings, *args: str, log_path: Path | None = None
+) -> subprocess.Popen:
+    """Start ``swingdial ARGS`` as a real child process configured by ``settings``."""
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", *args],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
