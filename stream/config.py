@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     batch_size: int = Field(64, ge=1, le=4096)
     batch_within_s: float = Field(0.5, gt=0)
+    worker_session_timeout_s: float = Field(
+        30.0, gt=1, description="How soon a killed worker's partitions move to another."
+    )
     targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
 
     # --- models ---

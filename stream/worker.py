@@ -78,6 +78,8 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         producer_acks=-1,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
     )
     posts = app.topic(settings.topic_posts, key_serializer="raw", value_serializer="raw")
     scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")

@@ -1,0 +1,133 @@
+"""The scoring worker against a real broker: every valid post is scored, every bad record
+reaches the dead-letter topic with its reason and original bytes, and a worker killed
+mid-stream loses nothing once restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stream import kafka
+from stream.config import Settings
+from stream.schema import Author, Post
+from tests.conftest import swingdial_process, wait_until
+
+pytestmark = pytest.mark.integration
+
+MALFORMED = [
+    b"{this is not json",
+    json.dumps({"id": "x1", "text": "no other fields"}).encode(),
+    json.dumps(
+        {
+            "id": "x2",
+            "run_id": "r",
+            "event_id": "e",
+            "event_time": "2024-08-13T00:00:00Z",
+            "author": {"id": "a", "handle": "h", "followers": -5},
+            "text": "negative followers",
+        }
+    ).encode(),
+]
+
+TEXTS = [
+    "Trump was great tonight, best interview ever",
+    "This Space is a total disaster, can't even join",
+    "Harris would never sit down for two hours like this",
+    "Musk is just a billionaire shilling for Trump",
+    "Still undecided after listening, both sides talk past us",
+]
+
+
+def make_posts(n: int, run_id: str) -> list[Post]:
+    start = datetime(2024, 8, 13, tzinfo=UTC)
+    return [
+        Post(
+            id=f"{run_id}-{i}",
+            run_id=run_id,
+            event_id="trump-musk-2024",
+            event_time=start + timedelta(seconds=10 * i),
+            author=Author(id=f"a{i % 17}", handle=f"user{i % 17}", bio="Independent", followers=i),
+            text=f"{TEXTS[i % len(TEXTS)]} #{i}",
+            source="test",
+        )
+        for i in range(n)
+    ]
+
+
+def produce(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
+    producer = kafka.producer(settings)
+    for key, value in values:
+        producer.send(settings.topic_posts, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+def drain(settings: Settings, topic: str, seconds: float = 2.0) -> list:
+    consumer = kafka.consumer(settings, topic, consumer_timeout_ms=int(seconds * 1000))
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def scored_ids(settings: Settings) -> set[str]:
+    return {json.loads(r.value)["post"]["id"] for r in drain(settings, settings.topic_scores)}
+
+
+def test_worker_scores_valid_posts_and_dead_letters_bad_ones(kafka_settings: Settings, tmp_path):
+    posts = make_posts(40, "run-a")
+    produce(kafka_settings, [(p.author.id.encode(), p.to_bytes()) for p in posts])
+    produce(kafka_settings, [(b"bad", raw) for raw in MALFORMED])
+    worker = swingdial_process(kafka_settings, "worker", log_path=tmp_path / "worker.log")
+    try:
+        wait_until(
+            lambda: len(scored_ids(kafka_settings)) >= len(posts), 240, 2, "all posts scored"
+        )
+        dead = wait_until(
+            lambda: (r := drain(kafka_settings, kafka_settings.topic_dlq)) and len(r) >= 3 and r,
+            60,
+            1,
+            "dead letters",
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    scores = [json.loads(r.value) for r in drain(kafka_settings, kafka_settings.topic_scores)]
+    assert {s["post"]["id"] for s in scores} == {p.id for p in posts}
+    first = scores[0]
+    assert set(first["sentiment"]["scores"]) == {"negative", "neutral", "positive"}
+    assert abs(sum(first["sentiment"]["scores"].values()) - 1) < 1e-3
+    assert set(first["stance"]) == set(kafka_settings.targets)
+    assert first["model_version"]
+    assert first["cohort"]["label"] == "moderate"  # "Independent" in every bio
+    assert {r.value for r in dead} == set(MALFORMED)
+    reasons = {r.value: dict(r.headers)["reason"].decode() for r in dead}
+    assert "not valid JSON" in reasons[MALFORMED[0]]
+    assert "event_time" in reasons[MALFORMED[1]]
+    assert "followers" in reasons[MALFORMED[2]]
+
+
+def test_worker_killed_mid_stream_loses_nothing(kafka_settings: Settings, tmp_path):
+    settings = kafka_settings.model_copy(update={"worker_session_timeout_s": 6.0, "batch_size": 16})
+    posts = make_posts(400, "run-k")
+    produce(settings, [(p.author.id.encode(), p.to_bytes()) for p in posts])
+    log = tmp_path / "worker.log"
+    first = swingdial_process(settings, "worker", log_path=log)
+    try:
+        wait_until(lambda: len(scored_ids(settings)) > 0, 240, 1, "first scores")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # no clean shutdown, no final commit
+        first.wait(30)
+    partial = len(scored_ids(settings))
+    assert partial < len(posts), "the worker finished before it could be killed; raise the count"
+    second = swingdial_process(settings, "worker", log_path=log)
+    try:
+        wait_until(
+            lambda: len(scored_ids(settings)) == len(posts), 300, 2, "every post after restart"
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
