@@ -11,6 +11,7 @@ AREA_MODULES = [
     "stream.cli.broker",
     "stream.cli.sources",
     "stream.cli.worker",
+    "stream.cli.score",
     "stream.cli.sink",
     "stream.cli.query",
     "stream.cli.dashboard",

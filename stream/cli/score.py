@@ -1,0 +1,113 @@
+"""`swingdial score`: batch scoring of a JSONL file, without Kafka, with the worker's model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import click
+
+from stream.config import get_settings
+
+
+def _read_lines(handle: IO[str]) -> Iterator[tuple[int, dict | None, str]]:
+    """Yield (line number, record or None, problem) for every non-blank line."""
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, None, f"not valid JSON ({exc.msg})"
+            continue
+        if not isinstance(record, dict):
+            yield number, None, "not a JSON object"
+        elif "id" not in record or not isinstance(record.get("text"), str):
+            yield number, None, "needs an 'id' and a string 'text'"
+        elif not record["text"].strip():
+            yield number, None, "'text' is blank"
+        else:
+            yield number, record, ""
+
+
+@click.command("score")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    required=True,
+    help="JSONL with at least `id` and `text` per line ('-' for stdin).",
+)
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    show_default=True,
+    help="Where to write scored JSONL ('-' for stdout).",
+)
+@click.option(
+    "--targets",
+    default=None,
+    help='Comma-separated stance targets (default: "Donald Trump,Kamala Harris,Elon Musk").',
+)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+def score_command(input_path: str, output_path: str, targets: str | None, batch_size: int) -> None:
+    """Score posts from a JSONL file into JSONL, with the same model code as the worker.
+
+    Each output line: {"id", "sentiment": {"label", "scores": {negative, neutral,
+    positive}}, "stance": {TARGET: {"label", "scores": {favor, against, none}}}, "emotion",
+    "topic", "model_version"}. Lines that are not valid are reported on stderr with their
+    line number and skipped; every valid line is still scored (exit code 1 if any was bad).
+
+    \b
+    Examples:
+      swingdial score --input posts.jsonl --output scored.jsonl
+      swingdial score --input posts.jsonl --targets "Donald Trump,Kamala Harris,Elon Musk"
+      echo '{"id": 1, "text": "What a great night"}' | swingdial score --input -
+    """
+    from models.scorer import load_scorer
+
+    settings = get_settings()
+    target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    scorer = load_scorer(settings, targets=target_list or settings.targets)
+    bad = 0
+    written = 0
+    source = sys.stdin if input_path == "-" else open(input_path, encoding="utf-8")  # noqa: SIM115
+    sink = sys.stdout if output_path == "-" else open(output_path, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        batch: list[dict] = []
+
+        def flush() -> None:
+            nonlocal written
+            outputs = scorer.score_texts([r["text"] for r in batch])
+            for record, output in zip(batch, outputs, strict=True):
+                line = {"id": record["id"], **output, "model_version": scorer.version}
+                sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+            written += len(batch)
+            batch.clear()
+
+        for number, record, problem in _read_lines(source):
+            if record is None:
+                bad += 1
+                click.echo(f"{input_path}:{number}: skipped: {problem}", err=True)
+                continue
+            batch.append(record)
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+    finally:
+        if source is not sys.stdin:
+            source.close()
+        if sink is not sys.stdout:
+            sink.close()
+    click.echo(f"scored {written} posts with {scorer.version}; skipped {bad}", err=True)
+    if bad:
+        raise SystemExit(1)
+
+
+COMMANDS = [score_command]
