@@ -46,6 +46,25 @@ class Event(BaseModel):
     def moment_time(self, moment: Moment) -> datetime:
         return self.start + timedelta(minutes=moment.at_min)
 
+    def topic_ids(self) -> list[str]:
+        return [topic.id for topic in self.topics]
+
+    def moment_end(self, moment: Moment) -> float:
+        """Where a moment stops: its ``until_min``, else the next moment's start, else forever.
+
+        Moments without an end run until the next one starts, so a script stays in force
+        through the quiet stretch after it.
+        """
+        if moment.until_min is not None:
+            return moment.until_min
+        later = [m.at_min for m in self.moments if m.at_min > moment.at_min]
+        return min(later) if later else float("inf")
+
+    def active_moment(self, minute: float) -> Moment | None:
+        """The moment in force ``minute`` minutes after the start (the latest one to begin)."""
+        active = [m for m in self.moments if m.at_min <= minute < self.moment_end(m)]
+        return max(active, key=lambda m: m.at_min) if active else None
+
 
 def event_path(event_id: str) -> Path:
     return EVENTS_DIR / f"{event_id}.yaml"
