@@ -7,11 +7,18 @@ rows themselves so the dashboard's per-minute queries need no joins.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 TABLES_SQL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -112,8 +119,116 @@ CREATE TABLE IF NOT EXISTS kafka_offsets (
     updated_at     TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (consumer_group, topic, partition)
 );
+CREATE TABLE IF NOT EXISTS sink_rejects (
+    topic        VARCHAR NOT NULL,
+    partition    INTEGER NOT NULL,
+    kafka_offset BIGINT NOT NULL,
+    reason       VARCHAR NOT NULL,
+    raw          BLOB,                  -- the value exactly as it came off Kafka
+    rejected_at  TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (topic, partition, kafka_offset)
+);
+CREATE TABLE IF NOT EXISTS sink_stats (
+    consumer_group        VARCHAR PRIMARY KEY,
+    pid                   INTEGER,
+    started_at            TIMESTAMPTZ,   -- when the current sink process started
+    batches               BIGINT NOT NULL,
+    records               BIGINT NOT NULL,   -- Kafka records consumed (all topics)
+    rows_written          BIGINT NOT NULL,   -- new posts stored
+    duplicates            BIGINT NOT NULL,   -- scored posts already stored (ignored)
+    annotations           BIGINT NOT NULL,
+    rejects               BIGINT NOT NULL,
+    last_batch_records    INTEGER,
+    last_batch_rows       INTEGER,
+    last_batch_latency_ms DOUBLE,            -- decode + build + one transaction
+    last_e2e_latency_ms   DOUBLE,            -- mean stored_at - received_at of the last batch
+    lag                   BIGINT,            -- records behind the end of the topics
+    last_batch_at         TIMESTAMPTZ
+);
 CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
+
+# Stable read API for the dashboard and ad-hoc SQL (documented in docs/schema.md).
+# ci_* is a normal-approximation 95% interval of the mean (NULL below two posts).
+VIEWS_SQL = """
+CREATE OR REPLACE VIEW v_minute_cohort AS
+SELECT run_id, minute, cohort,
+       count(*)                                                  AS posts,
+       avg(net_sentiment)                                        AS net_sentiment,
+       stddev_samp(net_sentiment)                                AS stddev,
+       avg(net_sentiment) - 1.96 * stddev_samp(net_sentiment) / sqrt(count(*)) AS ci_low,
+       avg(net_sentiment) + 1.96 * stddev_samp(net_sentiment) / sqrt(count(*)) AS ci_high,
+       avg(CASE WHEN sentiment = 'positive' THEN 1.0 ELSE 0.0 END) AS positive_share,
+       avg(CASE WHEN sentiment = 'negative' THEN 1.0 ELSE 0.0 END) AS negative_share
+FROM scores
+GROUP BY run_id, minute, cohort;
+
+CREATE OR REPLACE VIEW v_minute_cohort_target AS
+SELECT run_id, minute, cohort, target,
+       count(*)                                                  AS posts,
+       avg(net_stance)                                           AS net_stance,
+       stddev_samp(net_stance)                                   AS stddev,
+       avg(CASE WHEN label = 'favor' THEN 1.0 ELSE 0.0 END)      AS favor_share,
+       avg(CASE WHEN label = 'against' THEN 1.0 ELSE 0.0 END)    AS against_share,
+       avg(CASE WHEN label = 'none' THEN 1.0 ELSE 0.0 END)       AS none_share,
+       avg(net_stance) - 1.96 * stddev_samp(net_stance) / sqrt(count(*)) AS ci_low,
+       avg(net_stance) + 1.96 * stddev_samp(net_stance) / sqrt(count(*)) AS ci_high
+FROM stances
+GROUP BY run_id, minute, cohort, target;
+
+CREATE OR REPLACE VIEW v_minute_volume AS
+SELECT run_id, minute,
+       count(*)                                        AS posts,
+       count(DISTINCT author_id)                       AS authors,
+       count(*) FILTER (WHERE cohort = 'moderate')     AS moderate,
+       count(*) FILTER (WHERE cohort = 'lean_left')    AS lean_left,
+       count(*) FILTER (WHERE cohort = 'lean_right')   AS lean_right,
+       count(*) FILTER (WHERE cohort = 'unknown')      AS unknown,
+       avg(epoch(stored_at) - epoch(received_at))      AS mean_latency_s
+FROM scores
+GROUP BY run_id, minute;
+
+CREATE OR REPLACE VIEW v_sample_posts AS
+SELECT p.run_id, p.post_id, p.event_id, p.event_time, p.minute, p.author_id,
+       a.handle, a.followers, s.cohort, p.text, p.lang, p.repost_of, p.reply_to,
+       s.sentiment, s.net_sentiment, s.emotion, s.topic, st.stances, s.model_version, p.source
+FROM posts p
+JOIN scores s ON s.run_id = p.run_id AND s.post_id = p.post_id
+LEFT JOIN authors a ON a.run_id = p.run_id AND a.author_id = p.author_id
+LEFT JOIN (
+    SELECT run_id, post_id, map(list(target ORDER BY target), list(net_stance ORDER BY target))
+           AS stances
+    FROM stances GROUP BY run_id, post_id
+) st ON st.run_id = p.run_id AND st.post_id = p.post_id;
+
+CREATE OR REPLACE VIEW v_author_cohorts AS
+SELECT run_id, author_id, handle, cohort, cohort_evidence AS evidence, posts_seen,
+       followers, bio, updated_at
+FROM authors;
+
+CREATE OR REPLACE VIEW v_runs AS
+SELECT r.run_id, r.event_id, r.source, r.replay_of, r.model_version,
+       r.first_seen_at, r.last_seen_at,
+       coalesce(p.posts, 0)   AS posts,
+       coalesce(p.authors, 0) AS authors,
+       p.first_event_time, p.last_event_time, p.minutes
+FROM runs r
+LEFT JOIN (
+    SELECT run_id, count(*) AS posts, count(DISTINCT author_id) AS authors,
+           min(event_time) AS first_event_time, max(event_time) AS last_event_time,
+           count(DISTINCT minute) AS minutes
+    FROM posts GROUP BY run_id
+) p ON p.run_id = r.run_id;
+"""
+
+VIEWS = (
+    "v_minute_cohort",
+    "v_minute_cohort_target",
+    "v_minute_volume",
+    "v_sample_posts",
+    "v_author_cohorts",
+    "v_runs",
+)
 
 
 def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -122,15 +237,335 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
     if read_only:
         if not path.exists():
             raise FileNotFoundError(f"no swingdial database at {path} (has the sink run yet?)")
-        return duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
+        con.execute("SET TimeZone = 'UTC'")
+        return con
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
     init_schema(con)
     return con
 
 
 def init_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables and (re)create the views; safe on every start."""
     con.execute(TABLES_SQL)
+    con.execute(VIEWS_SQL)
     con.execute(
         "INSERT OR REPLACE INTO schema_info VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
     )
+
+
+# --------------------------------------------------------------------------- writer side
+
+_TS = pa.timestamp("us", tz="UTC")
+
+# The Arrow shape of each batch table (the SQL below depends on these names).
+SCORED_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int64()),  # arrival order within the batch
+        ("run_id", pa.string()),
+        ("post_id", pa.string()),
+        ("event_id", pa.string()),
+        ("event_time", _TS),
+        ("minute", _TS),
+        ("author_id", pa.string()),
+        ("handle", pa.string()),
+        ("bio", pa.string()),
+        ("followers", pa.int64()),
+        ("text", pa.string()),
+        ("lang", pa.string()),
+        ("repost_of", pa.string()),
+        ("reply_to", pa.string()),
+        ("source", pa.string()),
+        ("raw", pa.string()),
+        ("truth", pa.string()),
+        ("received_at", _TS),
+        ("cohort", pa.string()),
+        ("cohort_evidence", pa.list_(pa.string())),
+        ("sentiment", pa.string()),
+        ("p_negative", pa.float32()),
+        ("p_neutral", pa.float32()),
+        ("p_positive", pa.float32()),
+        ("net_sentiment", pa.float32()),
+        ("emotion", pa.string()),
+        ("topic", pa.string()),
+        ("model_version", pa.string()),
+        ("scored_at", _TS),
+    ]
+)
+STANCES_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("post_id", pa.string()),
+        ("target", pa.string()),
+        ("minute", _TS),
+        ("cohort", pa.string()),
+        ("label", pa.string()),
+        ("p_favor", pa.float32()),
+        ("p_against", pa.float32()),
+        ("p_none", pa.float32()),
+        ("net_stance", pa.float32()),
+    ]
+)
+ANNOTATIONS_SCHEMA = pa.schema(
+    [
+        ("annotation_id", pa.string()),
+        ("event_id", pa.string()),
+        ("run_id", pa.string()),
+        ("at_time", _TS),
+        ("text", pa.string()),
+        ("author", pa.string()),
+        ("created_at", _TS),
+    ]
+)
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("topic", pa.string()),
+        ("partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("reason", pa.string()),
+        ("raw", pa.binary()),
+    ]
+)
+MOMENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("moment_id", pa.string()),
+        ("at_time", _TS),
+        ("until_time", _TS),
+        ("title", pa.string()),
+        ("topic", pa.string()),
+        ("description", pa.string()),
+    ]
+)
+OFFSETS_SCHEMA = pa.schema(
+    [("topic", pa.string()), ("partition", pa.int32()), ("next_offset", pa.int64())]
+)
+
+
+def arrow_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Column-wise Arrow table from row dicts (keys missing from a row become NULL)."""
+    return pa.table({name: [row.get(name) for row in rows] for name in schema.names}, schema=schema)
+
+
+@dataclass
+class Batch:
+    """One micro-batch as Arrow tables, ready for :meth:`Store.write_batch`.
+
+    ``scored`` is wide (one row per scored post: post, author, scores, cohort) so that every
+    table is filled by a single set-based INSERT from it; ``stances`` has one row per
+    (post, target). Both must already be de-duplicated on their keys.
+    """
+
+    scored: pa.Table
+    stances: pa.Table
+    annotations: pa.Table
+    rejects: pa.Table
+    moments: pa.Table
+    offsets: pa.Table  # OFFSETS_SCHEMA: the next offset to read per (topic, partition)
+    records: int = 0  # Kafka records in the batch
+    lag: int | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    records: int
+    rows_written: int  # new posts
+    duplicates: int
+    annotations: int
+    rejects: int
+    latency_ms: float
+
+
+_INSERT_SQL = """
+CREATE OR REPLACE TEMP TABLE _sink_new AS
+    SELECT b.* FROM _b_scored b
+    ANTI JOIN posts p ON p.run_id = b.run_id AND p.post_id = b.post_id;
+
+INSERT OR IGNORE INTO posts
+SELECT run_id, post_id, event_id, event_time, minute, author_id, text, lang, repost_of,
+       reply_to, source, raw::JSON, truth::JSON, received_at
+FROM _sink_new;
+
+INSERT OR IGNORE INTO scores
+SELECT run_id, post_id, event_time, minute, author_id, cohort, sentiment, p_negative,
+       p_neutral, p_positive, net_sentiment, emotion, topic, model_version, received_at,
+       scored_at, now()
+FROM _sink_new;
+
+INSERT OR IGNORE INTO stances
+SELECT st.run_id, st.post_id, st.target, st.minute, st.cohort, st.label, st.p_favor,
+       st.p_against, st.p_none, st.net_stance
+FROM _b_stances st
+SEMI JOIN _sink_new n ON n.run_id = st.run_id AND n.post_id = st.post_id;
+
+-- The author's cohort is the one called on their latest post by event time, so the result
+-- does not depend on delivery order; updated_at holds that post's event_time.
+INSERT INTO authors
+SELECT run_id, author_id, handle, bio, followers, cohort, cohort_evidence, n, event_time
+FROM (
+    SELECT *,
+           row_number() OVER w AS rn,
+           count(*) OVER (PARTITION BY run_id, author_id) AS n
+    FROM _sink_new
+    WINDOW w AS (PARTITION BY run_id, author_id ORDER BY event_time DESC, post_id DESC)
+) WHERE rn = 1
+ON CONFLICT (run_id, author_id) DO UPDATE SET
+    posts_seen      = authors.posts_seen + excluded.posts_seen,
+    handle          = CASE WHEN excluded.updated_at >= authors.updated_at
+                           THEN excluded.handle ELSE authors.handle END,
+    bio             = CASE WHEN excluded.updated_at >= authors.updated_at
+                           THEN excluded.bio ELSE authors.bio END,
+    followers       = CASE WHEN excluded.updated_at >= authors.updated_at
+                           THEN excluded.followers ELSE authors.followers END,
+    cohort          = CASE WHEN excluded.updated_at >= authors.updated_at
+                           THEN excluded.cohort ELSE authors.cohort END,
+    cohort_evidence = CASE WHEN excluded.updated_at >= authors.updated_at
+                           THEN excluded.cohort_evidence ELSE authors.cohort_evidence END,
+    updated_at      = greatest(authors.updated_at, excluded.updated_at);
+
+INSERT INTO runs
+SELECT run_id,
+       arg_max(event_id, seq),
+       arg_max(source, seq),
+       arg_max(model_version, seq),
+       arg_max(CASE WHEN source LIKE 'replay:%'
+                    THEN split_part(substr(source, 8), '#', 1) END, seq),
+       now(), now()
+FROM _b_scored GROUP BY run_id
+ON CONFLICT (run_id) DO UPDATE SET
+    last_seen_at  = excluded.last_seen_at,
+    model_version = excluded.model_version;
+
+INSERT OR IGNORE INTO annotations
+SELECT annotation_id, event_id, run_id, at_time, text, author, created_at FROM _b_annotations;
+
+INSERT OR IGNORE INTO moments
+SELECT event_id, moment_id, at_time, until_time, title, topic, description FROM _b_moments;
+
+INSERT OR IGNORE INTO sink_rejects
+SELECT topic, partition, kafka_offset, reason, raw, now() FROM _b_rejects;
+
+INSERT INTO kafka_offsets
+SELECT $group, topic, partition, next_offset, now() FROM _b_offsets
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+    next_offset = excluded.next_offset,
+    updated_at  = excluded.updated_at;
+"""
+
+_STATS_SQL = """
+INSERT INTO sink_stats VALUES ($group, $pid, $started_at, 1, $records, $rows, $dups, $ann,
+                               $rej, $records, $rows, $latency, $e2e, $lag, now())
+ON CONFLICT (consumer_group) DO UPDATE SET
+    pid                   = excluded.pid,
+    started_at            = excluded.started_at,
+    batches               = sink_stats.batches + 1,
+    records               = sink_stats.records + excluded.records,
+    rows_written          = sink_stats.rows_written + excluded.rows_written,
+    duplicates            = sink_stats.duplicates + excluded.duplicates,
+    annotations           = sink_stats.annotations + excluded.annotations,
+    rejects               = sink_stats.rejects + excluded.rejects,
+    last_batch_records    = excluded.last_batch_records,
+    last_batch_rows       = excluded.last_batch_rows,
+    last_batch_latency_ms = excluded.last_batch_latency_ms,
+    last_e2e_latency_ms   = excluded.last_e2e_latency_ms,
+    lag                   = excluded.lag,
+    last_batch_at         = excluded.last_batch_at;
+"""
+
+_INSERT_STATEMENTS = [part.strip() for part in _INSERT_SQL.split(";\n") if part.strip()]
+
+_BATCH_VIEWS = ("_b_scored", "_b_stances", "_b_annotations", "_b_rejects", "_b_moments")
+
+
+class Store:
+    """The single writer: every batch (data + Kafka offsets + stats) is one transaction.
+
+    Because the offsets of a batch commit together with its rows, a crash anywhere before
+    COMMIT leaves the database exactly as after the previous batch, and the sink re-reads
+    the same records on restart. Rows keyed by (run_id, post_id) are inserted only if new,
+    so a record delivered twice (worker re-scoring, simulator re-send) is stored once.
+    """
+
+    def __init__(self, path: Path | str, consumer_group: str) -> None:
+        self.path = Path(path)
+        self.group = consumer_group
+        self.con = connect(self.path)
+        self.started_at = datetime.now(UTC)
+        # Test hook: called after every statement of a batch ran, just before COMMIT.
+        self.before_commit: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        self.con.close()
+
+    def offsets(self) -> dict[tuple[str, int], int]:
+        """Next offset to read per (topic, partition) for this consumer group."""
+        rows = self.con.execute(
+            "SELECT topic, partition, next_offset FROM kafka_offsets WHERE consumer_group = ?",
+            [self.group],
+        ).fetchall()
+        return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def write_batch(self, batch: Batch) -> BatchResult:
+        """Store a batch and its offsets atomically; returns what was new."""
+        con = self.con
+        names = dict(
+            zip(
+                _BATCH_VIEWS,
+                (batch.scored, batch.stances, batch.annotations, batch.rejects, batch.moments),
+                strict=True,
+            )
+        )
+        for name, table in names.items():
+            con.register(name, table)
+        con.register("_b_offsets", batch.offsets)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in _INSERT_STATEMENTS:
+                if "$group" in statement:
+                    con.execute(statement.replace("$group", "?"), [self.group])
+                else:
+                    con.execute(statement)
+            (rows,) = con.execute("SELECT count(*) FROM _sink_new").fetchone()
+            (e2e,) = con.execute(
+                "SELECT avg(epoch(now()) - epoch(received_at)) * 1000 FROM _sink_new"
+            ).fetchone()
+            con.execute("DROP TABLE _sink_new")
+            annotations = batch.annotations.num_rows
+            rejects = batch.rejects.num_rows
+            latency_ms = (time.perf_counter() - batch.started) * 1000
+            con.execute(
+                _STATS_SQL,
+                {
+                    "group": self.group,
+                    "pid": os.getpid(),
+                    "started_at": self.started_at,
+                    "records": batch.records,
+                    "rows": rows,
+                    "dups": batch.scored.num_rows - rows,
+                    "ann": annotations,
+                    "rej": rejects,
+                    "latency": latency_ms,
+                    "e2e": e2e,
+                    "lag": batch.lag,
+                },
+            )
+            if self.before_commit is not None:
+                self.before_commit()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            for name in (*names, "_b_offsets"):
+                con.unregister(name)
+        return BatchResult(
+            records=batch.records,
+            rows_written=rows,
+            duplicates=batch.scored.num_rows - rows,
+            annotations=annotations,
+            rejects=rejects,
+            latency_ms=latency_ms,
+        )

@@ -1,0 +1,336 @@
+"""The read path: read-only SQL while the sink writes, and after it stopped.
+
+DuckDB lets one process write a file and, while it does, no other process may open it (not
+even read-only). So the sink serves reads itself: :class:`QueryServer` is an Arrow Flight
+server running in a thread of the sink process, answering each query on its own
+``con.cursor()`` inside a READ ONLY transaction (a consistent snapshot of committed
+batches). :class:`QueryClient` uses that server when it answers for the same database file,
+and otherwise opens the file read-only for just one query (so it never keeps a lock that
+would stop the sink from starting). :func:`ensure_read_only` classifies statements with
+DuckDB's own parser and is applied on both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from stream.config import Settings
+from stream.store import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+ST = duckdb.StatementType
+
+_READ_TYPES = {ST.SELECT, ST.EXPLAIN, ST.PRAGMA, ST.CALL}
+
+# PRAGMAs that only read (others change settings, checkpoint, or import databases).
+READ_PRAGMAS = {
+    "table_info",
+    "show",
+    "show_tables",
+    "show_tables_expanded",
+    "show_databases",
+    "database_list",
+    "database_size",
+    "storage_info",
+    "metadata_info",
+    "version",
+    "platform",
+    "functions",
+    "collations",
+    "user_agent",
+}
+
+_PRAGMA_NAME = re.compile(r"^\s*pragma\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
+_CALL_NAME = re.compile(r"^\s*call\s+([a-z_][a-z0-9_]*)", re.IGNORECASE)
+_EXPLAIN_ANALYZE = re.compile(
+    r"^\s*explain\s+(?:\(\s*[^)]*\)\s*)?analy[sz]e\s+(?P<inner>.*)$", re.IGNORECASE | re.DOTALL
+)
+
+
+class ReadOnlyError(ValueError):
+    """The SQL would change the database (or cannot be shown not to)."""
+
+
+class QueryError(RuntimeError):
+    """DuckDB refused the query (syntax, unknown table, ...)."""
+
+
+class DatabaseLockedError(RuntimeError):
+    """The file is held by a writer that does not answer queries."""
+
+
+def _strip_comments(sql: str) -> str:
+    sql = re.sub(r"--[^\n]*", " ", sql)
+    return re.sub(r"/\*.*?\*/", " ", sql, flags=re.DOTALL)
+
+
+def _check_statement(statement: Any) -> None:
+    kind = statement.type
+    text = _strip_comments(statement.query).strip().rstrip(";")
+    short = " ".join(text.split())[:80]
+    if kind not in _READ_TYPES:
+        raise ReadOnlyError(
+            f"{kind.name} statements are not allowed: swingdial sql is read-only "
+            f"(only SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN and read PRAGMAs); "
+            f"got: {short}"
+        )
+    if kind == ST.PRAGMA:
+        match = _PRAGMA_NAME.match(text)
+        if not match or match.group(1).lower() not in READ_PRAGMAS:
+            raise ReadOnlyError(
+                f"this PRAGMA is not allowed (read-only PRAGMAs: "
+                f"{', '.join(sorted(READ_PRAGMAS))}); got: {short}"
+            )
+    elif kind == ST.CALL:
+        match = _CALL_NAME.match(text)
+        name = match.group(1).lower() if match else ""
+        if not (name.startswith("pragma_") or name.startswith("duckdb_")):
+            raise ReadOnlyError(
+                f"only CALL pragma_*() / duckdb_*() table functions are allowed "
+                f"(CHECKPOINT and friends write); got: {short}"
+            )
+    elif kind == ST.EXPLAIN:
+        match = _EXPLAIN_ANALYZE.match(text)
+        if match:  # EXPLAIN ANALYZE runs the statement: check what it runs
+            ensure_read_only(match.group("inner"))
+        elif re.match(r"^\s*explain\s+\(", text, re.IGNORECASE) and re.search(
+            r"analy[sz]e", text[: text.find(")") + 1], re.IGNORECASE
+        ):
+            raise ReadOnlyError(f"EXPLAIN with ANALYZE options is not allowed; got: {short}")
+
+
+def ensure_read_only(sql: str) -> list[str]:
+    """Raise :class:`ReadOnlyError` unless every statement in ``sql`` only reads.
+
+    Uses DuckDB's parser (``duckdb.extract_statements``) rather than keywords, so comments,
+    CTEs and odd spacing cannot hide a write; returns the statements' text. Syntax errors
+    are raised as :class:`QueryError`.
+    """
+    if not sql or not sql.strip():
+        raise QueryError("empty SQL")
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from None
+    except ValueError as exc:  # a statement type this duckdb module cannot name
+        raise ReadOnlyError(f"statement kind not recognised, refused: {exc}") from None
+    if not statements:
+        raise QueryError("no SQL statement found")
+    for statement in statements:
+        _check_statement(statement)
+    return [s.query for s in statements]
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> pa.Table:
+    relation = con.sql(sql, params=params) if params is not None else con.sql(sql)
+    if relation is None:
+        return pa.table({})
+    return relation.to_arrow_table()
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- server
+
+
+class QueryServer(flight.FlightServerBase):
+    """Read-only SQL over Arrow Flight, served from inside the writer process.
+
+    Tickets are JSON ``{"sql": ..., "params": ...}``; actions: ``ping`` (which database,
+    which process). Every query runs on a fresh cursor in a READ ONLY transaction, so even
+    a statement the guard let through cannot write.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+        super().__init__(settings.query_location)
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._root = con.cursor()  # cursors of this one serve the queries
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            return self._root.cursor()
+
+    @staticmethod
+    def _error(kind: str, message: str) -> flight.FlightServerError:
+        return flight.FlightServerError(
+            message, extra_info=json.dumps({"kind": kind, "message": message}).encode()
+        )
+
+    def do_get(self, context: Any, ticket: flight.Ticket) -> flight.RecordBatchStream:
+        try:
+            request = json.loads(ticket.ticket)
+            sql, params = request["sql"], request.get("params")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._error("bad_request", f"bad ticket: {exc}") from None
+        try:
+            ensure_read_only(sql)
+        except ReadOnlyError as exc:
+            raise self._error("read_only", str(exc)) from None
+        except QueryError as exc:
+            raise self._error("sql", str(exc)) from None
+        cur = self._cursor()
+        try:
+            cur.execute("SET TimeZone = 'UTC'")
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            table = _run(cur, sql, params)
+            cur.execute("ROLLBACK")
+        except duckdb.Error as exc:
+            raise self._error("sql", str(exc)) from None
+        finally:
+            cur.close()
+        return flight.RecordBatchStream(table)
+
+    def list_actions(self, context: Any) -> list[tuple[str, str]]:
+        return [("ping", "which database this server reads, and its pid")]
+
+    def do_action(self, context: Any, action: flight.Action) -> list[bytes]:
+        if action.type != "ping":
+            raise self._error("bad_request", f"unknown action {action.type!r}")
+        info = {
+            "db_path": str(Path(self.settings.db_path).resolve()),
+            "pid": os.getpid(),
+            "schema_version": SCHEMA_VERSION,
+        }
+        return [json.dumps(info).encode()]
+
+
+def serve_in_thread(con: duckdb.DuckDBPyConnection, settings: Settings) -> QueryServer:
+    """Start a :class:`QueryServer` on ``settings.query_location`` in a daemon thread."""
+    server = QueryServer(con, settings)
+    thread = threading.Thread(target=server.serve, name="swingdial-query", daemon=True)
+    thread.start()
+    return server
+
+
+# --------------------------------------------------------------------------- client
+
+
+class QueryClient:
+    """Run read-only SQL: via the sink's Flight server if it serves this file, else directly.
+
+    ``mode`` is ``"auto"`` (default), ``"flight"`` (fail if no server) or ``"direct"``.
+    """
+
+    def __init__(self, settings: Settings, mode: str = "auto", timeout_s: float = 5.0) -> None:
+        if mode not in {"auto", "flight", "direct"}:
+            raise ValueError(f"mode must be auto, flight or direct, not {mode!r}")
+        self.settings = settings
+        self.mode = mode
+        self.timeout_s = timeout_s
+        self.last_route: str | None = None  # "flight" or "direct": how the last query ran
+        self._client: flight.FlightClient | None = None
+        self._info: dict[str, Any] | None = None
+        self._checked_at = -1e9
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def server_info(self, refresh: bool = False) -> dict[str, Any] | None:
+        """The Flight server's ping answer if it serves *our* database file, else None."""
+        if self.mode == "direct":
+            return None
+        if not refresh and time.monotonic() - self._checked_at < 2.0:
+            return self._info
+        self._checked_at = time.monotonic()
+        self._info = None
+        try:
+            if self._client is None:
+                self._client = flight.FlightClient(self.settings.query_location)
+            options = flight.FlightCallOptions(timeout=min(self.timeout_s, 2.0))
+            results = list(self._client.do_action(flight.Action("ping", b""), options))
+            info = json.loads(results[0].body.to_pybytes())
+        except (flight.FlightError, OSError, ValueError, IndexError):
+            self.close()
+            return None
+        if not _same_file(info.get("db_path", ""), self.settings.db_path):
+            log.debug("query server at %s serves another file", self.settings.query_location)
+            return None
+        self._info = info
+        return info
+
+    def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
+        """Run one read-only query (or several; the last one's rows are returned)."""
+        ensure_read_only(query)
+        if self.server_info() is not None:
+            try:
+                return self._flight_sql(query, params)
+            except flight.FlightUnavailableError:
+                self._checked_at = -1e9  # server went away (sink stopped): read the file
+                if self.server_info() is not None:
+                    raise
+        if self.mode == "flight":
+            raise QueryError(f"no swingdial query server at {self.settings.query_location}")
+        return self._direct_sql(query, params)
+
+    def _flight_sql(self, query: str, params: Any) -> pa.Table:
+        assert self._client is not None
+        ticket = flight.Ticket(json.dumps({"sql": query, "params": params}, default=str))
+        options = flight.FlightCallOptions(timeout=max(self.timeout_s, 60.0))
+        try:
+            table = self._client.do_get(ticket, options).read_all()
+        except flight.FlightServerError as exc:
+            kind, message = "sql", str(exc)
+            if exc.extra_info:
+                try:
+                    detail = json.loads(exc.extra_info)
+                    kind, message = detail["kind"], detail["message"]
+                except (ValueError, KeyError):
+                    pass
+            if kind == "read_only":
+                raise ReadOnlyError(message) from None
+            raise QueryError(message) from None
+        self.last_route = "flight"
+        return table
+
+    def connect_direct(self) -> duckdb.DuckDBPyConnection:
+        """Open the file read-only, turning DuckDB's lock error into a clear one."""
+        from stream.store import connect
+
+        try:
+            return connect(self.settings.db_path, read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise DatabaseLockedError(
+                f"{self.settings.db_path} is locked by another process (a sink started "
+                f"with --no-serve, or another writer), and no swingdial query server answers "
+                f"at {self.settings.query_location}. Restart the sink without --no-serve, "
+                f"or stop it, then retry. DuckDB said: {exc}"
+            ) from None
+
+    def _direct_sql(self, query: str, params: Any) -> pa.Table:
+        con = self.connect_direct()
+        try:
+            table = _run(con, query, params)
+        except duckdb.Error as exc:
+            raise QueryError(str(exc)) from None
+        finally:
+            con.close()
+        self.last_route = "direct"
+        return table
