@@ -1,0 +1,130 @@
+"""Archive: the stored runs as a hive-partitioned Parquet (or CSV) folder.
+
+``posts.raw`` keeps every post exactly as validated, so an export plus the model version is
+enough to re-score a run anywhere. Layout: ``DIR/<table>/event_id=<e>/run_id=<r>/*.parquet``
+so any engine (DuckDB ``read_parquet('DIR/posts/**/*.parquet', hive_partitioning=true)``,
+pyarrow, Spark) can prune by event and run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pyarrow.dataset as ds
+
+from stream.config import Settings
+from stream.query import QueryClient
+
+log = logging.getLogger(__name__)
+
+# Every exported table carries event_id and run_id (the partition keys).
+EXPORT_QUERIES: dict[str, str] = {
+    "posts": "SELECT * FROM posts",
+    "scores": (
+        "SELECT s.*, p.event_id FROM scores s "
+        "JOIN posts p ON p.run_id = s.run_id AND p.post_id = s.post_id"
+    ),
+    "stances": (
+        "SELECT st.*, p.event_id FROM stances st "
+        "JOIN posts p ON p.run_id = st.run_id AND p.post_id = st.post_id"
+    ),
+    "authors": "SELECT a.*, r.event_id FROM authors a JOIN runs r ON r.run_id = a.run_id",
+}
+ORDER = {"posts": "event_time, post_id", "scores": "event_time, post_id"}
+FORMATS = ("parquet", "csv")
+
+
+def _query(table: str, run_id: str | None) -> tuple[str, list[str]]:
+    sql = f"SELECT * FROM ({EXPORT_QUERIES[table]}) x"
+    params: list[str] = []
+    if run_id:
+        sql += " WHERE run_id = ?"
+        params.append(run_id)
+    sql += f" ORDER BY {ORDER.get(table, 'run_id')}"
+    return sql, params
+
+
+def _prepare(output: Path, overwrite: bool) -> None:
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise FileExistsError(f"{output} is not empty (use --overwrite to replace it)")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def export(
+    settings: Settings,
+    output: Path,
+    run_id: str | None = None,
+    fmt: str = "parquet",
+    overwrite: bool = False,
+    client: QueryClient | None = None,
+) -> dict[str, int]:
+    """Write every run (or one) to ``output``; returns rows written per table.
+
+    With the sink running the rows come over Flight and pyarrow writes the dataset; after
+    the event DuckDB's own ``COPY ... (PARTITION_BY (event_id, run_id))`` writes it from a
+    read-only connection.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    output = Path(output)
+    own_client = client is None
+    client = client or QueryClient(settings)
+    try:
+        if run_id:
+            found = client.sql("SELECT count(*) AS n FROM runs WHERE run_id = ?", [run_id])
+            if found.column("n")[0].as_py() == 0:
+                raise LookupError(f"no run {run_id!r} in {settings.db_path}")
+        _prepare(output, overwrite)
+        if client.server_info() is not None:
+            return _export_flight(client, output, run_id, fmt)
+        return _export_copy(client, output, run_id, fmt)
+    finally:
+        if own_client:
+            client.close()
+
+
+def _export_flight(
+    client: QueryClient, output: Path, run_id: str | None, fmt: str
+) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in EXPORT_QUERIES:
+        sql, params = _query(table, run_id)
+        data = client.sql(sql, params or None)
+        counts[table] = data.num_rows
+        if data.num_rows == 0:
+            continue
+        ds.write_dataset(
+            data,
+            output / table,
+            format=fmt,
+            partitioning=["event_id", "run_id"],
+            partitioning_flavor="hive",
+            basename_template=f"data_{{i}}.{fmt}",
+            existing_data_behavior="overwrite_or_ignore",
+        )
+    return counts
+
+
+def _export_copy(client: QueryClient, output: Path, run_id: str | None, fmt: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    con = client.connect_direct()
+    try:
+        for table in EXPORT_QUERIES:
+            sql, params = _query(table, run_id)
+            target = str(output / table).replace("'", "''")
+            (count,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
+            counts[table] = count
+            if count == 0:
+                continue
+            con.execute(
+                f"COPY ({sql}) TO '{target}' "
+                f"(FORMAT {fmt}, PARTITION_BY (event_id, run_id), OVERWRITE_OR_IGNORE true)",
+                params,
+            )
+    finally:
+        con.close()
+    return counts
