@@ -1,0 +1,269 @@
+"""`swingdial simulate` and `swingdial ingest`: put posts on the ``posts`` topic.
+
+Status lines go to stderr so that ``--dry-run -`` can stream records to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import IO
+
+import click
+
+from stream.config import get_settings
+from stream.sources import SourceRecord
+from stream.sources.producer import SendCounts, new_run_id, send_records, write_records
+
+
+def _status(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _progress(counts: SendCounts) -> None:
+    rate = counts.total / counts.elapsed_s if counts.elapsed_s else 0.0
+    _status(f"  {counts.total} records ({counts.malformed} malformed), {rate:.0f}/s")
+
+
+def _deliver(
+    records: Iterable[SourceRecord], realtime: bool, dry_run: str | None, run_id: str
+) -> SendCounts:
+    """Send to Kafka, or write to a file for a dry run, then print the summary."""
+    settings = get_settings()
+    if dry_run:
+        target = "stdout" if dry_run == "-" else dry_run
+        _status(f"run id: {run_id}  (dry run: writing to {target})")
+        opened: AbstractContextManager[IO[bytes]] = (
+            nullcontext(sys.stdout.buffer) if dry_run == "-" else open(dry_run, "wb")  # noqa: SIM115
+        )
+        with opened as out:
+            counts = write_records(out, records, realtime=realtime, progress=_progress)
+    else:
+        _status(f"run id: {run_id}  (to {settings.topic_posts} at {settings.kafka_bootstrap})")
+        try:
+            counts = send_records(settings, records, realtime=realtime, progress=_progress)
+        except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
+            if type(exc).__name__ in ("NoBrokersAvailable", "KafkaTimeoutError"):
+                raise click.ClickException(
+                    f"no Kafka broker at {settings.kafka_bootstrap} ({exc}); start one with "
+                    "`swingdial broker start`, or use --dry-run FILE"
+                ) from None
+            raise
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.kinds.items())) or "none"
+    _status(
+        f"done: {counts.sent} posts sent, {counts.malformed} malformed"
+        f"{f', {counts.failed} FAILED' if counts.failed else ''} ({kinds}) "
+        f"in {counts.elapsed_s:.1f}s; run id: {run_id}"
+    )
+    if counts.failed:
+        raise click.ClickException(f"{counts.failed} records could not be sent")
+    return counts
+
+
+@click.command("simulate")
+@click.option(
+    "--event", default="trump-musk-2024", show_default=True, help="Event id or YAML path."
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Event seconds per wall second; 0 sends as fast as possible.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same posts.")
+@click.option("--max-posts", type=click.IntRange(min=1), help="Stop after this many records.")
+@click.option(
+    "--from-min",
+    "from_min",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Start this many event minutes in.",
+)
+@click.option(
+    "--to-min",
+    "to_min",
+    type=click.FloatRange(min=0),
+    help="Stop at this event minute (default: the end of the tail).",
+)
+@click.option(
+    "--rate-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Multiply the volume (load tests).",
+)
+@click.option("--run-id", help="Run id (default: <event>-<UTC time>-<hex>).")
+@click.option(
+    "--dry-run",
+    metavar="FILE.jsonl",
+    help="Write the records to FILE ('-' for stdout) instead of Kafka.",
+)
+def simulate_command(
+    event: str,
+    speed: float,
+    seed: int,
+    max_posts: int | None,
+    from_min: float,
+    to_min: float | None,
+    rate_scale: float,
+    run_id: str | None,
+    dry_run: str | None,
+) -> None:
+    """Simulate the live audience of an event and send its posts to Kafka.
+
+    Posts come from a scripted audience (moderates, lean-left, lean-right, media, spam)
+    reacting to each moment of the event file, with ground truth in `truth`, plus reposts,
+    exact duplicates and malformed records at the shares the event file sets. Event times
+    are the real event's; --speed only sets how fast they are sent.
+
+    \b
+    Examples:
+      swingdial simulate --event trump-musk-2024 --speed 60
+      swingdial simulate --speed 0 --rate-scale 10          # load test, no pacing
+      swingdial simulate --from-min 40 --to-min 60 --seed 7
+      swingdial simulate --max-posts 500 --dry-run /tmp/posts.jsonl
+    """
+    from stream.events import load_event
+    from stream.sources.simulator import simulate, validate_event_script
+
+    try:
+        loaded = load_event(event)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    problems = validate_event_script(loaded)
+    if problems:
+        raise click.ClickException("event script is broken:\n  " + "\n  ".join(problems))
+    run_id = run_id or new_run_id(loaded.id)
+    records = simulate(
+        loaded,
+        run_id,
+        seed=seed,
+        speed=speed,
+        max_posts=max_posts,
+        start_min=from_min,
+        end_min=to_min,
+        rate_scale=rate_scale,
+    )
+    _deliver(records, realtime=speed > 0 and not dry_run, dry_run=dry_run, run_id=run_id)
+
+
+@click.command("ingest")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "tsv"]),
+    help="File format (default: from the extension; .gz is read too).",
+)
+@click.option("--id-col", help="Post id column (default: id, id_str, post_id, ...).")
+@click.option("--text-col", help="Text column (default: text, full_text, content, ...).")
+@click.option("--time-col", help="Time column (default: created_at, timestamp, time, ...).")
+@click.option("--author-col", help="Author id column (default: author_id, user_id, ...).")
+@click.option("--handle-col", help="Author handle column (default: username, screen_name, ...).")
+@click.option("--bio-col", help="Author bio column (default: author_bio, bio, description).")
+@click.option("--followers-col", help="Follower count column (default: followers_count, ...).")
+@click.option("--lang-col", help="Language column (default: lang).")
+@click.option("--repost-col", help="Reposted post id column (default: repost_of, ...).")
+@click.option("--reply-col", help="Replied-to post id column (default: reply_to, ...).")
+@click.option(
+    "--event-id", default="ingest", show_default=True, help="event_id for rows without one."
+)
+@click.option("--run-id", help="run_id for rows without one (default: <event-id>-<time>-<hex>).")
+@click.option(
+    "--override-ids", is_flag=True, help="Use --event-id/--run-id even where rows have their own."
+)
+@click.option("--realtime", is_flag=True, help="Pace by the posts' own timestamps.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --realtime: post-time seconds per wall second.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Stop at the first bad row instead of sending it on to the DLQ."
+)
+@click.option(
+    "--dry-run",
+    metavar="FILE.jsonl",
+    help="Write the records to FILE ('-' for stdout) instead of Kafka.",
+)
+def ingest_command(
+    path: Path,
+    fmt: str | None,
+    id_col: str | None,
+    text_col: str | None,
+    time_col: str | None,
+    author_col: str | None,
+    handle_col: str | None,
+    bio_col: str | None,
+    followers_col: str | None,
+    lang_col: str | None,
+    repost_col: str | None,
+    reply_col: str | None,
+    event_id: str,
+    run_id: str | None,
+    override_ids: bool,
+    realtime: bool,
+    speed: float,
+    strict: bool,
+    dry_run: str | None,
+) -> None:
+    """Send real posts from a JSONL or CSV file to Kafka.
+
+    Columns are found by their usual names; the --*-col options name them explicitly
+    (dotted names reach into nested JSON, e.g. user.screen_name). Times may be ISO 8601,
+    epoch seconds/ms, Twitter's created_at or common spreadsheet layouts; naive times are
+    UTC.
+
+    Bad rows are not dropped: they are sent as they are (mapped fields plus the original
+    row) so the worker puts them on the dead-letter topic with the reason, and the summary
+    counts them. --strict stops at the first bad row instead (a check before a run).
+
+    \b
+    Examples:
+      swingdial ingest posts.jsonl --event-id trump-musk-2024
+      swingdial ingest export.csv --text-col tweet --time-col date --author-col user
+      swingdial ingest dump.jsonl.gz --handle-col user.screen_name --realtime --speed 30
+      swingdial ingest export.csv --strict --dry-run /dev/null   # check a file
+    """
+    from stream.sources.files import BadRow, ColumnMap, detect_format, ingest
+
+    try:
+        file_format = fmt or detect_format(path)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    columns = ColumnMap(
+        id=id_col,
+        text=text_col,
+        time=time_col,
+        author_id=author_col,
+        handle=handle_col,
+        bio=bio_col,
+        followers=followers_col,
+        lang=lang_col,
+        repost_of=repost_col,
+        reply_to=reply_col,
+    )
+    run_id = run_id or new_run_id(event_id)
+    records = ingest(
+        path,
+        event_id=event_id,
+        run_id=run_id,
+        fmt=file_format,  # type: ignore[arg-type]
+        columns=columns,
+        speed=speed if realtime else 0.0,
+        strict=strict,
+        override_ids=override_ids,
+    )
+    try:
+        _deliver(records, realtime=realtime, dry_run=dry_run, run_id=run_id)
+    except BadRow as exc:
+        raise click.ClickException(f"bad row ({exc}); nothing after it was sent") from None
+
+
+COMMANDS = [simulate_command, ingest_command]
