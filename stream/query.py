@@ -77,9 +77,17 @@ def _strip_comments(sql: str) -> str:
 
 
 def _check_statement(statement: Any) -> None:
-    kind = statement.type
     text = _strip_comments(statement.query).strip().rstrip(";")
     short = " ".join(text.split())[:80]
+    try:
+        kind = statement.type
+    except ValueError:  # a statement type this duckdb module cannot even name
+        raise ReadOnlyError(f"statement kind not recognised, refused: {short}") from None
+    if kind == ST.MULTI:
+        raise ReadOnlyError(
+            "this statement expands into several (e.g. PIVOT without IN creates a type); "
+            f"list the values: PIVOT ... ON col IN (...); got: {short}"
+        )
     if kind not in _READ_TYPES:
         raise ReadOnlyError(
             f"{kind.name} statements are not allowed: swingdial sql is read-only "
@@ -314,6 +322,11 @@ class QueryClient:
 
         try:
             return connect(self.settings.db_path, read_only=True)
+        except duckdb.ConnectionException as exc:
+            raise DatabaseLockedError(
+                f"{self.settings.db_path} is open for writing in this process; read through "
+                f"its query server instead. DuckDB said: {exc}"
+            ) from None
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise

@@ -1,0 +1,158 @@
+"""Reading while the sink writes: a real writer process serving Flight, queried from here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.flight as flight
+import pytest
+from test_store_helpers import make_settings
+
+from stream.config import Settings
+from stream.query import DatabaseLockedError, QueryClient, ReadOnlyError
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+# A `swingdial sink` without Kafka: the same Sink + QueryServer, fed by the test factories,
+# writing a new batch every 50 ms until SIGTERM.
+WRITER = """
+import signal, sys, threading, time
+sys.path.insert(0, {tests!r})
+from test_store_helpers import records, scored_post
+from stream.config import Settings
+from stream.query import serve_in_thread
+from stream.sink import Sink
+
+settings = Settings()
+sink = Sink(settings)
+server = serve_in_thread(sink.store.con, settings)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+sink.process(records([scored_post(k) for k in range(100)], settings))
+open({ready!r}, "w").write("ready")
+n = 100
+while not stop.is_set():
+    sink.process(records([scored_post(k) for k in range(n, n + 10)], settings, start_offset=n))
+    n += 10
+    time.sleep(0.05)
+server.shutdown()
+sink.close()
+print(n, flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWINGDIAL_")}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+            env[f"SWINGDIAL_{name.upper()}"] = text
+    return env
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[tuple[Settings, subprocess.Popen]]:
+    settings = make_settings(tmp_path, query_port=free_port())
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER.format(tests=str(TESTS_DIR), ready=str(ready))],
+        env=env_for(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"writer died: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("writer did not become ready")
+        time.sleep(0.1)
+    yield settings, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _count(client: QueryClient) -> int:
+    return client.sql("SELECT count(*) AS n FROM posts").column("n")[0].as_py()
+
+
+def test_reads_go_through_flight_while_the_writer_holds_the_lock(writer) -> None:
+    settings, proc = writer
+    with QueryClient(settings) as client:
+        info = client.server_info()
+        assert info is not None and info["pid"] == proc.pid
+        first = _count(client)
+        assert client.last_route == "flight"
+        assert first >= 100
+        time.sleep(0.5)
+        second = _count(client)
+        assert second > first  # the writer keeps committing while we read
+        # Consistent snapshots: each query sees whole batches (multiples of 10).
+        assert first % 10 == 0 and second % 10 == 0
+        view = client.sql("SELECT * FROM v_minute_cohort ORDER BY minute, cohort LIMIT 5")
+        assert view.num_rows == 5 and "ci_low" in view.column_names
+        params = client.sql("SELECT count(*) AS n FROM posts WHERE author_id = ?", ["a1"])
+        assert params.column("n")[0].as_py() > 0
+        with pytest.raises(ReadOnlyError):
+            client.sql("DELETE FROM posts")
+
+
+def test_server_refuses_writes_even_without_the_client_guard(writer) -> None:
+    settings, _ = writer
+    raw = flight.FlightClient(settings.query_location)
+    for sql in ("DELETE FROM posts", "SELECT 1; DROP TABLE posts", "CHECKPOINT"):
+        ticket = flight.Ticket(json.dumps({"sql": sql}).encode())
+        with pytest.raises(flight.FlightServerError) as info:
+            raw.do_get(ticket).read_all()
+        assert json.loads(info.value.extra_info)["kind"] == "read_only"
+    raw.close()
+    with QueryClient(settings) as client:
+        assert _count(client) >= 100  # nothing was deleted
+
+
+def test_direct_open_fails_clearly_while_the_writer_holds_the_lock(writer) -> None:
+    settings, proc = writer
+    with pytest.raises(DatabaseLockedError, match=r"locked by another process.*query server"):
+        QueryClient(settings, mode="direct").sql("SELECT 1")
+    # Same file, but the client looks for a server on a port nobody serves.
+    elsewhere = settings.model_copy(update={"query_port": free_port()})
+    with pytest.raises(DatabaseLockedError, match=str(elsewhere.query_port)):
+        QueryClient(elsewhere).sql("SELECT count(*) FROM posts")
+
+
+def test_after_sigterm_reads_open_the_file_directly(writer) -> None:
+    settings, proc = writer
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    written = int(out.strip())
+    with QueryClient(settings) as client:
+        assert _count(client) == written
+        assert client.last_route == "direct"
+        assert client.server_info() is None
+
+
+def test_client_ignores_a_server_for_another_file(writer, tmp_path: Path) -> None:
+    settings, _ = writer
+    other = make_settings(tmp_path / "other", query_port=settings.query_port)
+    with QueryClient(other) as client:
+        assert client.server_info() is None
+        with pytest.raises(FileNotFoundError):
+            client.sql("SELECT 1")
