@@ -37,7 +37,7 @@ OUTAGE_END_MIN = 40
 SPARSE_MINUTES = (44, 71, 99)
 COHORT_SHARES = {"moderate": 5, "lean_left": 7, "lean_right": 6, "unknown": 2}  # of 20
 BASE_MOOD = {"moderate": -0.05, "lean_left": -0.25, "lean_right": 0.15, "unknown": 0.0}
-TOPICS = ["outage", "security", "immigration", "climate", "economy", "tech", "other"]
+TOPICS = ["tech_outage", "crime", "border", "climate", "economy", "musk_endorsement", "other"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ SCRIPT = [
         OUTAGE_START_MIN,
         OUTAGE_END_MIN,
         "Spaces crashes: 'massive DDoS attack'",
-        "outage",
+        "tech_outage",
         {"moderate": -0.5, "lean_left": -0.35, "lean_right": -0.6, "unknown": -0.4},
         3.0,
     ),
@@ -71,7 +71,7 @@ SCRIPT = [
         48,
         58,
         "Butler assassination attempt retold",
-        "security",
+        "crime",
         {"moderate": 0.15, "lean_left": -0.15, "lean_right": 0.45},
         1.4,
     ),
@@ -80,7 +80,7 @@ SCRIPT = [
         62,
         74,
         "Border and immigration",
-        "immigration",
+        "border",
         {"moderate": -0.3, "lean_left": -0.4, "lean_right": 0.4},
         1.5,
     ),
@@ -106,14 +106,14 @@ SCRIPT = [
         108,
         10_000,
         "Musk floats a 'government efficiency commission'",
-        "tech",
+        "musk_endorsement",
         {"moderate": -0.25, "lean_left": -0.4, "lean_right": 0.35},
         1.6,
     ),
 ]
 
 PHRASES = {
-    "outage": [
+    "tech_outage": [
         "spaces keeps crashing",
         "cannot even join the stream",
         "blaming a ddos attack again",
@@ -121,19 +121,19 @@ PHRASES = {
         "buffering forever glitch city",
         "stream failed to load",
     ],
-    "security": [
+    "crime": [
         "talking about butler and the shooting",
         "the assassination attempt story",
         "secret service failures",
     ],
-    "immigration": [
+    "border": [
         "border numbers again",
         "mass deportation talk",
         "immigration crisis claims",
     ],
     "climate": ["electric cars debate", "climate change is overblown", "ev mandate talk"],
     "economy": ["inflation and grocery prices", "gas prices and the economy", "tax cut promises"],
-    "tech": [
+    "musk_endorsement": [
         "government efficiency commission idea",
         "musk wants a cabinet role",
         "cutting federal agencies",
@@ -468,7 +468,7 @@ def _insert_run(con, run_id: str, model: str, lag: timedelta, fraction: float, b
                 AS received_at,
             -- latency grows under the outage's load
             exp(ln(0.12) + 0.6 * gauss(i, 'lat'))
-                * CASE WHEN moment_topic = 'outage' THEN 3 ELSE 1 END
+                * CASE WHEN moment_topic = 'tech_outage' THEN 3 ELSE 1 END
                 AS latency_s,
             greatest(-1.0, least(1.0, x + {float(bias)} + CASE WHEN {float(bias)} = 0 THEN 0
                 ELSE 0.1 * gauss(i, 'model2') END)) AS xr
