@@ -307,6 +307,7 @@ class _Simulator:
         digest = hashlib.sha1(f"{run_id}|{seed}".encode()).hexdigest()[:8]
         self.id_prefix = f"sim-{digest}-"
         self.counter = 0
+        self.handles: set[str] = set()  # unique across cohorts, like real handles
         self.authors = {c: self._make_authors(c) for c in self.cohorts}
         skew = self.spec.author_activity_skew
         self.author_cum = {
@@ -350,7 +351,7 @@ class _Simulator:
     def _make_authors(self, cohort: str) -> list[Author]:
         spec = self.spec.cohorts[cohort]
         words = spec.handle_words + self.spec.handle_words
-        authors, seen = [], set()
+        authors, seen = [], self.handles
         for i in range(spec.authors):
             pattern = self.rng.choice(self.spec.handle_patterns)
             a, b = self.rng.sample(words, 2)
