@@ -5,6 +5,7 @@ Status lines go to stderr so that ``--dry-run -`` can stream records to stdout.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -13,7 +14,7 @@ from typing import IO
 
 import click
 
-from stream.config import get_settings
+from stream.config import Settings, get_settings
 from stream.sources import SourceRecord
 from stream.sources.producer import SendCounts, new_run_id, send_records, write_records
 
@@ -27,11 +28,33 @@ def _progress(counts: SendCounts) -> None:
     _status(f"  {counts.total} records ({counts.malformed} malformed), {rate:.0f}/s")
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # handled like Ctrl-C: stop producing, flush, print the summary
+
+
 def _deliver(
     records: Iterable[SourceRecord], realtime: bool, dry_run: str | None, run_id: str
 ) -> SendCounts:
-    """Send to Kafka, or write to a file for a dry run, then print the summary."""
+    """Send to Kafka, or write to a file for a dry run, then print the summary.
+
+    SIGTERM (how `swingdial demo` stops the simulator) ends the run cleanly, so records
+    already handed to the producer are flushed rather than lost.
+    """
     settings = get_settings()
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _deliver_to(settings, records, realtime, dry_run, run_id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _deliver_to(
+    settings: Settings,
+    records: Iterable[SourceRecord],
+    realtime: bool,
+    dry_run: str | None,
+    run_id: str,
+) -> SendCounts:
     if dry_run:
         target = "stdout" if dry_run == "-" else dry_run
         _status(f"run id: {run_id}  (dry run: writing to {target})")
@@ -53,12 +76,15 @@ def _deliver(
             raise
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.kinds.items())) or "none"
     _status(
-        f"done: {counts.sent} posts sent, {counts.malformed} malformed"
+        f"{'stopped early' if counts.interrupted else 'done'}: "
+        f"{counts.sent} posts sent, {counts.malformed} malformed"
         f"{f', {counts.failed} FAILED' if counts.failed else ''} ({kinds}) "
         f"in {counts.elapsed_s:.1f}s; run id: {run_id}"
     )
     if counts.failed:
         raise click.ClickException(f"{counts.failed} records could not be sent")
+    if counts.interrupted:
+        raise SystemExit(130)
     return counts
 
 
@@ -99,7 +125,7 @@ def _deliver(
 @click.option(
     "--dry-run",
     metavar="FILE.jsonl",
-    help="Write the records to FILE ('-' for stdout) instead of Kafka.",
+    help="Write the records to FILE ('-' for stdout) instead of Kafka, without pacing.",
 )
 def simulate_command(
     event: str,

@@ -27,6 +27,7 @@ class SendCounts:
     failed: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM; what was sent is still flushed
 
     @property
     def total(self) -> int:
@@ -80,14 +81,18 @@ def _run(
     counts = SendCounts()
     pacer = _Pacer(realtime)
     last_report = time.monotonic()
-    for record in records:
-        pacer.wait(record.delay_s)
-        emit(record)
-        counts.add(record)
-        if progress is not None and time.monotonic() - last_report >= every_s:
-            last_report = time.monotonic()
-            counts.elapsed_s = last_report - pacer.start
-            progress(counts)
+    try:
+        for record in records:
+            pacer.wait(record.delay_s)
+            emit(record)
+            counts.add(record)
+            if progress is not None and time.monotonic() - last_report >= every_s:
+                last_report = time.monotonic()
+                counts.elapsed_s = last_report - pacer.start
+                progress(counts)
+    except KeyboardInterrupt:
+        # A stop request ends the run, not the process: the caller still flushes and reports.
+        counts.interrupted = True
     counts.elapsed_s = time.monotonic() - pacer.start
     return counts
 
