@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import sys
@@ -37,7 +38,8 @@ def _cell(value: Any) -> str:
 def format_table(table: pa.Table) -> str:
     """A plain aligned text table (rows as in the result, long cells cut)."""
     names = table.column_names
-    rows = [[_cell(row[n]) for n in names] for row in table.to_pylist()]
+    columns = [column.to_pylist() for column in table.columns]
+    rows = [[_cell(v) for v in row] for row in zip(*columns, strict=True)] if names else []
     widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
     line = "  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
@@ -65,11 +67,7 @@ def write_result(table: pa.Table, fmt: str, output: Path | None) -> None:
         click.echo(f"wrote {table.num_rows} rows to {output}", err=True)
         return
     if fmt == "csv":
-        import pyarrow.csv as pcsv
-
-        buffer = io.BytesIO()
-        pcsv.write_csv(_csv_safe(table), buffer)
-        text = buffer.getvalue().decode()
+        text = format_csv(table)
     elif fmt == "json":
         text = json.dumps(table.to_pylist(), default=_jsonable, ensure_ascii=False, indent=1)
     else:
@@ -81,20 +79,25 @@ def write_result(table: pa.Table, fmt: str, output: Path | None) -> None:
         click.echo(f"wrote {table.num_rows} rows to {output}", err=True)
 
 
-def _csv_safe(table: pa.Table) -> pa.Table:
-    """CSV cannot hold nested values: write lists, maps and structs as JSON text."""
-    columns = []
-    for column, field in zip(table.columns, table.schema, strict=True):
-        if pa.types.is_nested(field.type) or pa.types.is_binary(field.type):
-            column = pa.array(
-                [
-                    None if v is None else json.dumps(v, default=_jsonable)
-                    for v in column.to_pylist()
-                ],
-                pa.string(),
-            )
-        columns.append(column)
-    return pa.table(columns, names=table.column_names)
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict | tuple | bytes):
+        return json.dumps(value, default=_jsonable, ensure_ascii=False)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def format_csv(table: pa.Table) -> str:
+    """RFC 4180 CSV with a plain header; nested values as JSON text, NULL as empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.column_names)
+    for batch in table.to_batches(max_chunksize=10_000):
+        for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+            writer.writerow([_csv_cell(v) for v in row])
+    return buffer.getvalue()
 
 
 def _run_query(sql: str, params: list[Any] | None = None) -> pa.Table:
