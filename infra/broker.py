@@ -95,9 +95,13 @@ def resolve_classpath(paths: BrokerPaths, quiet: bool = True) -> str:
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise BrokerError("Maven (mvn) is not installed; install it (apt-get install maven)") from None
+        raise BrokerError(
+            "Maven (mvn) is not installed; install it (apt-get install maven)"
+        ) from None
     if result.returncode != 0:
-        raise BrokerError(f"Maven could not resolve Apache Kafka:\n{result.stdout}\n{result.stderr}")
+        raise BrokerError(
+            f"Maven could not resolve Apache Kafka:\n{result.stdout}\n{result.stderr}"
+        )
     paths.classpath_stamp.write_text(pom_hash)
     return paths.classpath.read_text().strip()
 

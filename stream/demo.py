@@ -59,9 +59,7 @@ class Supervisor:
     def failed(self) -> list[Child]:
         """Children that exited with an error (a finished simulator is not a failure)."""
         return [
-            c
-            for c in self.children
-            if c.process is not None and c.process.poll() not in (None, 0)
+            c for c in self.children if c.process is not None and c.process.poll() not in (None, 0)
         ]
 
     def stop_all(self, timeout_s: float = 60.0) -> None:
@@ -120,7 +118,9 @@ def run_demo(
             broken = [c for c in supervisor.failed() if c.name != "simulator"]
             if broken:
                 for child in broken:
-                    echo(f"{child.name} exited with {child.process.returncode}; see {child.log_path}")
+                    echo(
+                        f"{child.name} exited with {child.process.returncode}; see {child.log_path}"
+                    )
                 return 1
             time.sleep(0.5)
         return 0

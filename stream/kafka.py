@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -65,10 +66,8 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
         ]
         if not wanted:
             return []
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
             client.create_topics(wanted)
-        except TopicAlreadyExistsError:
-            pass
         return [t.name for t in wanted]
     finally:
         client.close()

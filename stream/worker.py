@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from models.cohort import cohort_from_bio
+from models.cohort import CohortHistory, cohort_from_bio, decide
 from models.scorer import Scorer, load_scorer
 from stream.config import Settings
 from stream.schema import CohortCall, InvalidPost, LabelScores, Post, ScoredPost, parse_post
@@ -43,18 +43,30 @@ def _credentials(settings: Settings) -> Any:
     return ssl_context
 
 
+def cohort_call(
+    post: Post, output: dict[str, Any], history: CohortHistory, min_posts: int
+) -> CohortCall:
+    """The author's cohort from their bio and running stance history (updated in place)."""
+    history.add(output["stance"])
+    label, evidence = decide(cohort_from_bio(post.author.bio), history, min_posts=min_posts)
+    return CohortCall(label=label, evidence=evidence)
+
+
 def build_scored(
-    post: Post, output: dict[str, Any], version: str, received_at: datetime | None
+    post: Post,
+    output: dict[str, Any],
+    version: str,
+    received_at: datetime | None,
+    cohort: CohortCall,
 ) -> ScoredPost:
     """Assemble the record for the ``scores`` topic from a post and its model output."""
-    label, evidence = cohort_from_bio(post.author.bio)
     return ScoredPost(
         post=post,
         sentiment=LabelScores(**output["sentiment"]),
         stance={target: LabelScores(**value) for target, value in output["stance"].items()},
         emotion=LabelScores(**output["emotion"]) if output.get("emotion") else None,
         topic=LabelScores(**output["topic"]) if output.get("topic") else None,
-        cohort=CohortCall(label=label, evidence=evidence),
+        cohort=cohort,
         model_version=version,
         scored_at=datetime.now(UTC),
         received_at=received_at,
@@ -84,6 +96,10 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     posts = app.topic(settings.topic_posts, key_serializer="raw", value_serializer="raw")
     scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    # Each author's stance history, so a quiet bio can still be placed by what they post.
+    # Sources key posts by author id, so an author's posts and history share a partition
+    # (and a worker); the changelog topic makes the history survive restarts.
+    author_history = app.Table("author-history", default=None, partitions=settings.partitions)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
     state: dict[str, Any] = {"scorer": scorer}
 
@@ -103,7 +119,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             started = time.perf_counter()
-            valid: list[tuple[Post, datetime | None]] = []
+            valid: list[tuple[Post, datetime | None, int]] = []
             deliveries = []
             for event in events:
                 message = event.message
@@ -121,19 +137,25 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                         await dlq.send(key=message.key, value=raw, headers=headers, force=True)
                     )
                     continue
-                sent_at = datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
-                valid.append((post, sent_at))
+                sent_at = (
+                    datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
+                )
+                valid.append((post, sent_at, message.partition))
             if valid:
                 active = get_scorer()
                 outputs = await loop.run_in_executor(
-                    executor, active.score_texts, [post.text for post, _ in valid]
+                    executor, active.score_texts, [post.text for post, _, _ in valid]
                 )
-                for (post, sent_at), output in zip(valid, outputs, strict=True):
-                    record = build_scored(post, output, active.version, sent_at)
+                for (post, sent_at, partition), output in zip(valid, outputs, strict=True):
+                    history = CohortHistory.from_dict(author_history.data.get(post.author.id))
+                    cohort = cohort_call(post, output, history, settings.cohort_min_posts)
+                    # Written with the post's partition: take_events has no single current
+                    # event, and the history must live where the author's posts arrive.
+                    author_history.data[post.author.id] = history.to_dict()
+                    author_history.send_changelog(partition, post.author.id, history.to_dict())
+                    record = build_scored(post, output, active.version, sent_at, cohort)
                     deliveries.append(
-                        await scores.send(
-                            key=post.id.encode(), value=record.to_bytes(), force=True
-                        )
+                        await scores.send(key=post.id.encode(), value=record.to_bytes(), force=True)
                     )
             # Wait until Kafka has every output before take_events acks the inputs.
             await asyncio.gather(*deliveries)

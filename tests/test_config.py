@@ -16,7 +16,9 @@ def test_env_overrides(monkeypatch, tmp_path):
 
 
 def test_to_env_round_trips(monkeypatch, tmp_path):
-    original = Settings(home=tmp_path, partitions=4, targets=["A", "B"], kafka_sasl_mechanism="PLAIN")
+    original = Settings(
+        home=tmp_path, partitions=4, targets=["A", "B"], kafka_sasl_mechanism="PLAIN"
+    )
     for key, value in original.to_env().items():
         monkeypatch.setenv(key, value)
     assert Settings() == original

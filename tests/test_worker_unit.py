@@ -1,0 +1,63 @@
+"""The worker's pure parts: the scored record and the cohort call from bio + history."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from models.cohort import CohortHistory
+from stream.schema import Author, Post, ScoredPost
+from stream.worker import build_scored, cohort_call
+
+
+def post(bio: str, text: str = "text") -> Post:
+    return Post(
+        id="p",
+        run_id="r",
+        event_id="e",
+        event_time=datetime(2024, 8, 13, tzinfo=UTC),
+        author=Author(id="a", handle="h", bio=bio),
+        text=text,
+    )
+
+
+def output(trump: str) -> dict:
+    probs = {"favor": 0.05, "against": 0.05, "none": 0.05}
+    probs[trump] = 0.9
+    return {
+        "sentiment": {
+            "label": "neutral",
+            "scores": {"negative": 0.1, "neutral": 0.8, "positive": 0.1},
+        },
+        "stance": {
+            "Donald Trump": {"label": trump, "scores": probs},
+            "Kamala Harris": {"label": "none", "scores": {"favor": 0, "against": 0, "none": 1}},
+        },
+    }
+
+
+def test_history_places_an_author_with_a_silent_bio_only_after_enough_posts():
+    history = CohortHistory()
+    calls = [cohort_call(post(""), output("favor"), history, min_posts=3) for _ in range(4)]
+    assert calls[0].label == "unknown"
+    assert calls[-1].label == "lean_right"
+    assert any("history" in e for e in calls[-1].evidence)
+
+
+def test_bio_wins_for_partisans_and_history_survives_a_round_trip():
+    history = CohortHistory()
+    call = cohort_call(post("Progressive. Resist."), output("favor"), history, min_posts=3)
+    assert call.label == "lean_left"
+    assert any(e.startswith("bio:") for e in call.evidence)
+    restored = CohortHistory.from_dict(history.to_dict())
+    assert restored.to_dict() == history.to_dict()
+
+
+def test_scored_record_round_trips_with_model_version():
+    history = CohortHistory()
+    p = post("Independent", "hello")
+    cohort = cohort_call(p, output("none"), history, min_posts=3)
+    record = build_scored(p, output("none"), "v1", None, cohort)
+    again = ScoredPost.model_validate_json(record.to_bytes())
+    assert again.model_version == "v1"
+    assert again.cohort.label == "moderate"
+    assert again.stance["Donald Trump"].label == "none"
