@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.cli import main
@@ -46,9 +46,7 @@ def _posts(path: Path, **kwargs) -> list:
     return [r.post for r in ingest(path, event_id="ev", run_id="run", **kwargs)]
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=60, deadline=None)
 @given(texts=st.lists(post_text, min_size=1, max_size=5))
 def test_text_round_trips_through_jsonl_csv_and_tsv(tmp_path_factory, texts):
     folder = tmp_path_factory.mktemp("rt")

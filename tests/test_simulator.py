@@ -174,6 +174,7 @@ def test_reposts_and_duplicates_reference_earlier_posts(event, records):
         if post.repost_of is not None:
             reposts += 1
             original = parse_post(seen[post.repost_of])
+            assert original.repost_of is None  # reposts point at the original post
             assert post.text == f"RT @{original.author.handle}: {original.text}"
         seen[post.id] = record.value
     spec = simulation_spec(event)

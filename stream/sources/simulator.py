@@ -423,6 +423,7 @@ class _Simulator:
         reaction = reaction or self.background[cohort]
         group = reaction.pick(self.rng)
         text = self._fill(self.rng.choice(group.templates), cohort)
+        text = text[0].upper() + text[1:]  # "{trump} said" -> "The former president said"
         text = self._roughen(text, cohort, group.sentiment)
         truth = {
             "cohort": cohort,
@@ -466,8 +467,9 @@ class _Simulator:
         )
 
     def remember(self, post: Post, cohort: str) -> None:
-        self.recent[cohort].append(post)
-        self.recent_any.append(post)
+        if post.repost_of is None:  # people repost the original, not "RT @a: RT @b: ..."
+            self.recent[cohort].append(post)
+            self.recent_any.append(post)
 
 
 _MALFORMED_MODES = (
