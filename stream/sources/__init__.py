@@ -36,8 +36,9 @@ class SourceRecord:
 
     @property
     def key(self) -> bytes | None:
+        """Keyed by author, so one author's posts (and stance history) share a partition."""
         if self.post is not None:
-            return self.post.id.encode()
+            return self.post.author.id.encode()
         return self.key_hint.encode() if self.key_hint else None
 
     @property
