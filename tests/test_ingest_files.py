@@ -167,7 +167,7 @@ def test_bad_rows_are_sent_with_a_reason_or_stop_strict_mode(tmp_path):
         with pytest.raises(InvalidPost):
             parse_post(record.value)
     assert json.loads(bad[1].value)["_source"]["where"] == "line 4"
-    assert bad[1].key == b"3"
+    assert bad[1].key == b"unknown"  # no author column: the placeholder author
     with pytest.raises(BadRow) as err:
         list(ingest(path, event_id="ev", run_id="run", strict=True))
     assert err.value.where == "line 2"

@@ -156,7 +156,7 @@ def test_malformed_share_and_every_record_checks_like_the_worker(event, records)
     for record in records:
         if not record.malformed:
             assert parse_post(record.value) == record.post
-            assert record.key == record.post.id.encode()
+            assert record.key == record.post.author.id.encode()  # per-author partitions
 
 
 def test_reposts_and_duplicates_reference_earlier_posts(event, records):

@@ -28,7 +28,7 @@ class SourceRecord:
     post: Post | None = None
     raw: bytes | None = None
     reason: str | None = None  # why ``raw`` is malformed (for counts and logs, not the DLQ)
-    key_hint: str | None = None  # key for raw records, when a post id is known
+    key_hint: str | None = None  # key for raw records, when their author is known
 
     @property
     def malformed(self) -> bool:

@@ -321,7 +321,7 @@ def ingest(
                 "malformed",
                 raw=json.dumps(data, ensure_ascii=False, default=str).encode(),
                 reason=f"{where}: {reason}",
-                key_hint=data["id"] if isinstance(data.get("id"), str) else None,
+                key_hint=author if isinstance(author := data["author"]["id"], str) else None,
             )
             continue
         delay = 0.0

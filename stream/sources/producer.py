@@ -104,7 +104,10 @@ def send_records(
     progress: Progress | None = None,
     every_s: float = 2.0,
 ) -> SendCounts:
-    """Send every record to ``settings.topic_posts`` (key = post id) and flush at the end.
+    """Send every record to ``settings.topic_posts`` and flush at the end.
+
+    The key is :attr:`SourceRecord.key` (the author id, so one author's posts stay on one
+    partition for the worker's per-author history).
 
     ``realtime`` sleeps for each record's ``delay_s``. Failed sends are counted, not raised,
     so one broker hiccup does not end a two-hour run; the caller reports ``failed``.

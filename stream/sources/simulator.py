@@ -23,7 +23,9 @@ import random
 import re
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from itertools import accumulate
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -242,16 +244,14 @@ def _interp(points: list[tuple[float, float]], x: float) -> float:
     return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
+@dataclass(frozen=True, slots=True)
 class _Group:
-    __slots__ = ("sentiment", "stance", "templates", "topic")
+    """Templates that share one set of labels (the truth of every post made from them)."""
 
-    def __init__(
-        self, sentiment: str, stance: dict[str, str], templates: list[str], topic: str
-    ) -> None:
-        self.sentiment = sentiment
-        self.stance = stance
-        self.templates = templates
-        self.topic = topic
+    sentiment: str
+    stance: dict[str, str]
+    templates: list[str]
+    topic: str
 
 
 class _Reaction:
@@ -280,18 +280,10 @@ class _Reaction:
                 weight *= probs[group_stance.get(target, "none")]
             self.groups.append(_Group(label, group_stance, templates, script.topic or topic))
             weights.append(weight + 1e-6)  # keep every group reachable
-        self.cum_weights = _cumulative(weights)
+        self.cum_weights = list(accumulate(weights))
 
     def pick(self, rng: random.Random) -> _Group:
         return rng.choices(self.groups, cum_weights=self.cum_weights)[0]
-
-
-def _cumulative(weights: list[float]) -> list[float]:
-    out, total = [], 0.0
-    for w in weights:
-        total += w
-        out.append(total)
-    return out
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -311,7 +303,7 @@ class _Simulator:
         self.authors = {c: self._make_authors(c) for c in self.cohorts}
         skew = self.spec.author_activity_skew
         self.author_cum = {
-            c: _cumulative([1 / (i + 1) ** skew for i in range(len(a))])
+            c: list(accumulate(1 / (i + 1) ** skew for i in range(len(a))))
             for c, a in self.authors.items()
         }
         self.background = {
@@ -385,11 +377,11 @@ class _Simulator:
 
     def cohort_weights(self, moment: Moment | None) -> list[float]:
         scripts = self.moment_scripts[moment.id].cohorts if moment else {}
-        return _cumulative(
-            [
+        return list(
+            accumulate(
                 self.spec.cohorts[c].share * (scripts[c].weight if c in scripts else 1.0)
                 for c in self.cohorts
-            ]
+            )
         )
 
     # ---- text
@@ -594,7 +586,7 @@ def simulate(
             if rng.random() < spec.malformed_share:
                 raw, reason = corrupt(post, rng)
                 record = SourceRecord(
-                    delay(offset), "malformed", raw=raw, reason=reason, key_hint=post.id
+                    delay(offset), "malformed", raw=raw, reason=reason, key_hint=post.author.id
                 )
             else:
                 sim.remember(post, cohort)
