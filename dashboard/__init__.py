@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (``swingdial dashboard``). It only reads; nothing imports it."""

@@ -1,0 +1,518 @@
+"""swingdial dashboard: the minute-by-minute dial test of a live event, by voter cohort.
+
+Run with ``swingdial dashboard``. Reads only (through :mod:`stream.query`); annotations an
+analyst types here are produced to Kafka and reach DuckDB through the sink.
+
+Layout: the sidebar picks the run (and an optional run to compare), live or replay mode,
+time window, cohorts, target and topic. The main column shows the dial test (one line per
+cohort, moderate/undecided emphasised, 95% band, grey points with too few posts, moments
+and annotations as vertical rules), stance per target, volume, spikes with their drivers,
+the posts behind any minute, pipeline health, exports and the annotation form.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import altair as alt
+import pandas as pd
+import pyarrow as pa
+import streamlit as st
+
+from dashboard import charts, data
+from stream import spikes, views
+from stream.config import get_settings
+
+ALL = "(all)"
+NONE = "(none)"
+HEALTH_WINDOW_MIN = 10  # health panel looks at the last minutes of arrivals
+DRIVER_SPIKES = 5  # spikes whose drivers are computed (each costs two small queries)
+SPIKE_SAMPLE_POSTS = 2000  # posts read from a spike's minute for its drivers
+BASELINE_SAMPLE_POSTS = 4000  # posts read from the baseline minutes
+DRILL_LIMIT = 300  # posts listed in the drill-down
+LIVE_WINDOW_MIN = 60  # default span of the live view
+
+settings = get_settings()
+st.set_page_config(page_title="swingdial dial test", page_icon="📈", layout="wide")
+
+
+# --------------------------------------------------------------------------- data access
+
+
+@st.cache_data(ttl=settings.dashboard_refresh_s, max_entries=512, show_spinner=False)
+def _cached(db: str, sql: str, params: tuple) -> pa.Table:
+    """Query results, shared by reruns and sessions for one refresh period."""
+    source = _source(db)
+    if source.query is None:
+        raise RuntimeError(source.problem)
+    return source.query(sql, list(params) if params else None)
+
+
+@st.cache_resource(show_spinner=False)
+def _source_cached(db: str) -> data.Source:
+    return data.open_source(settings)
+
+
+def _source(db: str) -> data.Source:
+    source = _source_cached(db)
+    if source.query is None:  # not ready last time: look again (the sink may have started)
+        _source_cached.clear()
+        source = _source_cached(db)
+    return source
+
+
+def make_query(db: str) -> views.Query:
+    def query(sql: str, params: list | None = None) -> pa.Table:
+        return _cached(db, sql, tuple(params or ()))
+
+    return query
+
+
+def waiting(problem: str) -> None:
+    """No data yet: say so, and look again every refresh period."""
+    st.title("swingdial: dial test")
+    st.info(
+        f"**Waiting for data.** {problem}\n\n"
+        "Start the pipeline (for example `swingdial demo`), or point the dashboard at a "
+        "database with `swingdial dashboard --db PATH`. This page checks again every "
+        f"{settings.dashboard_refresh_s:g} s."
+    )
+
+    @st.fragment(run_every=settings.dashboard_refresh_s)
+    def poll() -> None:
+        source = _source(str(settings.db_path))
+        if source.query is not None and not views.runs(source.query).empty:
+            st.rerun(scope="app")
+
+    poll()
+    st.stop()
+
+
+def ts(value: object) -> pd.Timestamp:
+    """A UTC timestamp from whatever Arrow/pandas handed back."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def naive(value: object) -> datetime:
+    return ts(value).tz_localize(None).to_pydatetime()
+
+
+# --------------------------------------------------------------------------- sidebar
+
+
+def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
+    """All the page's choices (kept in session state by their widget keys)."""
+    sb = st.sidebar
+    sb.header("swingdial")
+    labels = {
+        r.run_id: f"{r.run_id} · {r.model_version or '?'} · {int(r.posts):,} posts"
+        for r in runs.itertuples()
+    }
+    run_id = sb.selectbox("Run", list(labels), format_func=labels.get, key="run")
+    others = [NONE, *[r for r in labels if r != run_id]]
+    compare = sb.selectbox(
+        "Compare with run",
+        others,
+        format_func=lambda r: r if r == NONE else labels[r],
+        key="compare",
+        help="Side-by-side dial test of a second run (a replay under another model, say).",
+    )
+    run = runs.set_index("run_id").loc[run_id]
+    first, last = run["first_minute"], run["last_minute"]
+    if pd.isna(first):
+        waiting(f"Run `{run_id}` has no scored posts yet.")
+    first, last = naive(first), naive(last)
+    mode = sb.radio(
+        "Mode",
+        ["replay", "live"],
+        key="mode",
+        horizontal=True,
+        help=f"live: follows the newest minute, refreshing every "
+        f"{settings.dashboard_refresh_s:g} s. replay: scrub through a finished run.",
+    )
+    live_span = None
+    if mode == "live":
+        span = int((last - first).total_seconds() // 60) + 1
+        minutes = sb.slider(
+            "Show the last minutes",
+            5,
+            max(span, 5),
+            min(LIVE_WINDOW_MIN, max(span, 5)),
+            key="live_span",
+        )
+        window = (max(first, last - timedelta(minutes=minutes - 1)), last)
+        live_span = minutes
+    else:
+        if first == last:
+            window = (first, last)
+        else:
+            window = sb.slider(
+                "Time window (UTC)",
+                min_value=first,
+                max_value=last,
+                value=(first, last),
+                step=timedelta(minutes=1),
+                format="HH:mm",
+                key=f"window:{run_id}",
+            )
+    cohorts = sb.multiselect(
+        "Cohorts",
+        charts.COHORT_ORDER,
+        default=["moderate", "lean_left", "lean_right"],
+        format_func=charts.COHORT_LABELS.get,
+        key="cohorts",
+    )
+    target = sb.selectbox("Target", [ALL, *views.targets(query, run_id)], key="target")
+    topic = sb.selectbox("Topic", [ALL, *views.topics(query, run_id)], key="topic")
+    return {
+        "run_id": run_id,
+        "run": run,
+        "compare": None if compare == NONE else compare,
+        "mode": mode,
+        "window": window,
+        "live_span": live_span,
+        "cohorts": tuple(cohorts) or tuple(charts.COHORT_ORDER),
+        "target": None if target == ALL else target,
+        "topic": None if topic == ALL else topic,
+    }
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def spike_table(query: views.Query, f: views.Filters, lines: pd.DataFrame) -> pd.DataFrame:
+    """Spikes in the window, the strongest with their drivers."""
+    found = spikes.detect(lines, spikes.SpikeParams(min_posts=settings.min_posts_per_point))
+    if found.empty:
+        return found
+    params = spikes.SpikeParams()
+    summaries, samples = [], []
+    for i, spike in enumerate(found.itertuples()):
+        if i >= DRIVER_SPIKES:
+            summaries.append("")
+            samples.append("")
+            continue
+        cohorts = f.cohorts if spike.cohort == "all" else (spike.cohort,)
+        scope = f.with_(cohorts=cohorts, start=None, end=None)
+        window = views.posts(
+            query, scope, ts(spike.peak_minute), limit=SPIKE_SAMPLE_POSTS, sample=True
+        )
+        before = scope.with_(
+            start=ts(spike.minute) - timedelta(minutes=params.baseline_min),
+            end=ts(spike.minute) - timedelta(minutes=1),
+        )
+        baseline = views.posts(query, before, limit=BASELINE_SAMPLE_POSTS, sample=True)
+        found_drivers = spikes.drivers(window, baseline, kind=spike.kind)
+        summaries.append(found_drivers.summary())
+        samples.append(" / ".join(found_drivers.samples[:2]))
+    return found.assign(drivers=summaries, sample_posts=samples)
+
+
+def drilldown(query: views.Query, f: views.Filters, picked: pd.Timestamp | None) -> None:
+    """The posts behind one minute, filtered like the analyst asks."""
+    st.subheader("Drill-down: the posts behind a minute")
+    minutes = views.minutes_with_posts(query, f)
+    if not minutes:
+        st.caption("No posts in this window.")
+        return
+    labels = [m.strftime("%H:%M") for m in minutes]
+    key = f"drill_minute:{f.run_id}:{labels[0]}:{labels[-1]}"
+    if picked is not None and picked.strftime("%H:%M") in labels:
+        st.session_state[key] = picked.strftime("%H:%M")
+    elif key not in st.session_state:
+        st.session_state[key] = labels[-1]
+    c1, c2, c3, c4, c5 = st.columns(5)
+    label = c1.selectbox("Minute (UTC)", labels, key=key, help="Or click a point in the dial.")
+    cohort = c2.selectbox("Cohort", [ALL, *f.cohorts], key="drill_cohort", format_func=lambda c: c)
+    sentiment = c3.selectbox(
+        "Sentiment", [ALL, "negative", "neutral", "positive"], key="drill_sentiment"
+    )
+    target = c4.selectbox(
+        "Stance target", [NONE, *views.targets(query, f.run_id)], key="drill_target"
+    )
+    stance = c5.selectbox(
+        "Stance",
+        [ALL, "favor", "against", "none"],
+        key="drill_stance",
+        disabled=target == NONE,
+    )
+    minute = minutes[labels.index(label)]
+    scope = f if cohort == ALL else f.with_(cohorts=(cohort,))
+    rows = views.posts(
+        query,
+        scope,
+        minute,
+        sentiment=None if sentiment == ALL else sentiment,
+        target=None if target == NONE else target,
+        stance=None if (stance == ALL or target == NONE) else stance,
+        limit=DRILL_LIMIT,
+    )
+    st.caption(
+        f"{len(rows)} posts at {label} UTC" + (" (first shown)" if len(rows) >= DRILL_LIMIT else "")
+    )
+    shown = rows.assign(time=rows["event_time"].dt.strftime("%H:%M:%S")).drop(
+        columns=["event_time", "minute", "author_id", "post_id"], errors="ignore"
+    )
+    front = ["time", "cohort", "sentiment", "net_sentiment", "text"]
+    st.dataframe(
+        shown[[*front, *[c for c in shown.columns if c not in front]]],
+        hide_index=True,
+        key="drill_table",
+        column_config={
+            "net_sentiment": st.column_config.NumberColumn("net", format="%+.2f"),
+            "text": st.column_config.TextColumn("text", width="large"),
+        },
+    )
+
+
+def health_panel(query: views.Query, run_id: str) -> None:
+    """Is the pipeline keeping up?"""
+    h = views.health(query, run_id, HEALTH_WINDOW_MIN)
+    lat = h.latency
+    c1, c2, c3, c4 = st.columns(4)
+    rate = float(h.ingest["posts"].mean()) if not h.ingest.empty else 0.0
+    c1.metric(
+        "Ingest (posts/min)",
+        f"{rate:,.0f}",
+        help=f"mean over the last {HEALTH_WINDOW_MIN} minutes of arrivals",
+    )
+    fmt = lambda v: "-" if v is None else f"{v * 1000:,.0f} ms"  # noqa: E731
+    c2.metric("Scoring latency p50 / p95", f"{fmt(lat['score_p50_s'])} / {fmt(lat['score_p95_s'])}")
+    c3.metric("End-to-end p50 / p95", f"{fmt(lat['e2e_p50_s'])} / {fmt(lat['e2e_p95_s'])}")
+    c4.metric("Rejected records", "-" if h.rejects is None else f"{h.rejects:,}")
+    if h.last_received_at is not None:
+        age = datetime.now(UTC) - h.last_received_at.to_pydatetime()
+        st.caption(
+            f"Last post received {h.last_received_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"({age.total_seconds() / 60:,.0f} min ago)."
+            + (f" Sink lag: {h.sink.get('lag')} records." if h.sink.get("lag") is not None else "")
+        )
+    left, right = st.columns([2, 1])
+    if not h.ingest.empty:
+        left.altair_chart(charts.ingest_chart(h.ingest), width="stretch")
+    right.dataframe(h.models, hide_index=True)
+
+
+def exports(chart: alt.TopLevelMixin, lines: pd.DataFrame, run_id: str) -> None:
+    """CSV of the view's data; the chart as PNG (vl-convert) or, failing that, HTML."""
+    stem = f"swingdial-{run_id}"
+    c1, c2, c3 = st.columns(3)
+    c1.download_button(
+        "Download data (CSV)",
+        lines.to_csv(index=False).encode(),
+        file_name=f"{stem}-cohort-lines.csv",
+        mime="text/csv",
+        key="dl_csv",
+    )
+    c2.download_button(
+        "Download chart (HTML)",
+        chart.to_html().encode(),
+        file_name=f"{stem}-dial.html",
+        mime="text/html",
+        key="dl_html",
+    )
+    if c3.button("Render chart as PNG", key="png_render"):
+        try:
+            buffer = io.BytesIO()
+            chart.save(buffer, format="png", scale_factor=2)
+            st.session_state["png"] = buffer.getvalue()
+        except Exception as exc:  # noqa: BLE001 - vl-convert missing or failing: HTML remains
+            c3.warning(f"PNG export unavailable ({exc}); use the HTML export.")
+    if st.session_state.get("png"):
+        c3.download_button(
+            "Download chart (PNG)",
+            st.session_state["png"],
+            file_name=f"{stem}-dial.png",
+            mime="image/png",
+            key="dl_png",
+        )
+
+
+def annotation_form(run: pd.Series, run_id: str, minutes: list[pd.Timestamp]) -> None:
+    """Pin a note to the timeline: produced to Kafka, stored by the sink."""
+    with st.form("annotate", clear_on_submit=True):
+        st.markdown("**Add an annotation** (goes to Kafka; appears once the sink stores it)")
+        c1, c2, c3 = st.columns([1, 1, 4])
+        labels = [m.strftime("%H:%M") for m in minutes] or ["-"]
+        at = c1.selectbox("Minute (UTC)", labels, index=len(labels) - 1)
+        author = c2.text_input("Author", value="analyst")
+        text = c3.text_input("Note", max_chars=2000)
+        if st.form_submit_button("Add annotation"):
+            if not text.strip() or not minutes:
+                st.warning("Write a note first.")
+                return
+            try:
+                note = data.produce_annotation(
+                    settings,
+                    text=text.strip(),
+                    at=minutes[labels.index(at)].to_pydatetime(),
+                    author=author.strip(),
+                    run_id=run_id,
+                    event_id=run.get("event_id"),
+                )
+            except Exception as exc:  # noqa: BLE001 - any Kafka failure is shown, nothing else breaks
+                st.error(
+                    f"Kafka is unreachable at `{settings.kafka_bootstrap}`: the annotation was "
+                    f"not saved ({type(exc).__name__}: {exc}). The rest of the dashboard "
+                    "keeps working."
+                )
+            else:
+                st.success(f"Annotation {note.id} sent to `{settings.topic_annotations}`.")
+
+
+# --------------------------------------------------------------------------- page
+
+
+def page(query: views.Query, choice: dict) -> None:
+    """Everything right of the sidebar (re-run alone every refresh period in live mode)."""
+    run_id, run = choice["run_id"], choice["run"]
+    start, end = choice["window"]
+    if choice["mode"] == "live":  # follow the newest minute on every refresh
+        fresh = views.runs(query).set_index("run_id")
+        if run_id in fresh.index and not pd.isna(fresh.loc[run_id, "last_minute"]):
+            end = naive(fresh.loc[run_id, "last_minute"])
+            start = max(
+                naive(fresh.loc[run_id, "first_minute"]),
+                end - timedelta(minutes=choice["live_span"] - 1),
+            )
+    playhead = None
+    if choice["mode"] == "replay" and end > start:
+        playhead = st.slider(
+            "Replay: scrub through the run (UTC)",
+            min_value=start,
+            max_value=end,
+            value=end,
+            step=timedelta(minutes=1),
+            format="HH:mm",
+            key=f"playhead:{run_id}:{start:%H%M}:{end:%H%M}",
+        )
+    shown_end = playhead or end
+    f = views.Filters(
+        run_id,
+        start=ts(start),
+        end=ts(shown_end),
+        cohorts=choice["cohorts"],
+        topic=choice["topic"],
+        targets=() if choice["target"] is None else (choice["target"],),
+    )
+    min_n = settings.min_posts_per_point
+    lines = views.cohort_lines(query, f, min_n)
+    marks = views.markers(query, f)
+    if lines.empty:
+        st.info("No posts match these filters in this window.")
+        return
+
+    mod = lines[lines["cohort"] == "moderate"].sort_values("minute")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Posts in view", f"{int(lines['n'].sum()):,}")
+    if not mod.empty:
+        last_mod = mod.iloc[-1]
+        delta = (
+            float(last_mod["net_sentiment"] - mod.iloc[-2]["net_sentiment"])
+            if len(mod) > 1
+            else None
+        )
+        c2.metric(
+            f"Moderates at {ts(last_mod['minute']):%H:%M}",
+            f"{last_mod['net_sentiment']:+.2f}",
+            None if delta is None else f"{delta:+.2f}",
+        )
+    c3.metric("Low-n points", f"{int(lines['low_n'].sum())}", help=f"fewer than {min_n} posts")
+    c4.metric("Mode", choice["mode"], help=f"run {run_id}, model {run.get('model_version')}")
+
+    dial = charts.dial_chart(lines, marks, title=f"Dial test: net sentiment by cohort ({run_id})")
+    picked = None
+    if choice["compare"]:
+        other = f.with_(run_id=choice["compare"])
+        left, right = st.columns(2)
+        with left:
+            event = st.altair_chart(dial, width="stretch", on_select="rerun", key="dial")
+        other_lines = views.cohort_lines(query, other, min_n)
+        with right:
+            if other_lines.empty:
+                st.info(f"Run {choice['compare']} has no posts in this window.")
+            else:
+                st.altair_chart(
+                    charts.dial_chart(
+                        other_lines,
+                        views.markers(query, other),
+                        title=f"Compared: {choice['compare']}",
+                        selectable=False,
+                    ),
+                    width="stretch",
+                    key="dial_compare",
+                )
+    else:
+        event = st.altair_chart(dial, width="stretch", on_select="rerun", key="dial")
+    selection = getattr(event, "selection", None) or {}
+    pick = selection.get("pick") if hasattr(selection, "get") else None
+    if pick:
+        picked = pd.to_datetime(pick[0].get("minute"), unit="ms", utc=True)
+
+    st.caption(
+        "Thick purple: moderate / undecided. Shaded: 95% confidence band. Grey points: "
+        f"fewer than {min_n} posts (not trusted, not joined). Dashed rules: moments (grey) "
+        "and annotations (orange). Click a point to drill down."
+    )
+
+    stances = views.stance_lines(query, f, min_n)
+    targets_shown = sorted(stances["target"].unique()) if not stances.empty else []
+    if targets_shown:
+        st.subheader("Stance by target")
+        cols = st.columns(len(targets_shown))
+        for col, target in zip(cols, targets_shown, strict=True):
+            col.altair_chart(charts.stance_chart(stances, target, marks, playhead), width="stretch")
+
+    st.altair_chart(charts.volume_chart(views.volume(query, f), playhead), width="stretch")
+
+    st.subheader("Spikes")
+    table = spike_table(query, f, lines)
+    if table.empty:
+        st.caption("No minute stands out from its own last minutes.")
+    else:
+        shown = table.assign(
+            minute=table["minute"].map(lambda m: ts(m).strftime("%H:%M")),
+            peak_minute=table["peak_minute"].map(lambda m: ts(m).strftime("%H:%M")),
+        ).drop(columns=["until"])
+        st.dataframe(
+            shown,
+            hide_index=True,
+            key="spikes",
+            column_config={
+                "magnitude": st.column_config.NumberColumn("robust z", format="%.1f"),
+                "value": st.column_config.NumberColumn(format="%.2f"),
+                "baseline": st.column_config.NumberColumn(format="%.2f"),
+            },
+        )
+        if picked is None:
+            picked = ts(table.iloc[0]["peak_minute"])
+
+    drilldown(query, f, picked)
+
+    with st.expander("Pipeline health", expanded=False):
+        health_panel(query, run_id)
+
+    st.subheader("Export and annotate")
+    exports(dial, lines, run_id)
+    annotation_form(run, run_id, views.minutes_with_posts(query, f))
+
+
+def main() -> None:
+    db = str(settings.db_path)
+    source = _source(db)
+    if source.query is None:
+        waiting(source.problem or "")
+    query = make_query(db)
+    runs = views.runs(query)
+    if runs.empty or runs["posts"].fillna(0).sum() == 0:
+        waiting(f"The database at `{db}` has no scored posts yet.")
+    choice = sidebar(query, runs)
+    st.title("Dial test: how each cohort reacts, minute by minute")
+    live = choice["mode"] == "live"
+    body = st.fragment(page, run_every=settings.dashboard_refresh_s if live else None)
+    body(query, choice)
+
+
+main()
