@@ -215,7 +215,9 @@ def test_simulator_dry_run_file_ingests_back_unchanged(tmp_path):
     with path.open("wb") as out:
         write_records(out, records)
     back = _posts(path)
-    assert back == [r.post for r in records]  # ids, run, truth, repost links all kept
+    assert {p.source for p in back} == {"file:dry.jsonl"}
+    # ids, run, times, authors, truth and repost links all survive
+    assert [p.model_copy(update={"source": "simulator"}) for p in back] == [r.post for r in records]
 
 
 def test_new_run_id_format():

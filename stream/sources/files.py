@@ -64,7 +64,6 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "reply_to": ("reply_to", "in_reply_to_status_id_str", "in_reply_to_status_id"),
     "event_id": ("event_id",),
     "run_id": ("run_id",),
-    "source": ("source",),
     "truth": ("truth",),
 }
 
@@ -241,7 +240,7 @@ def map_row(
         "lang": _first(row, columns.names("lang")),
         "repost_of": _as_id(_first(row, columns.names("repost_of"))),
         "reply_to": _as_id(_first(row, columns.names("reply_to"))),
-        "source": _first(row, CANDIDATES["source"]) or source,
+        "source": source,  # where this copy came from (a dump's own "source" is its client)
         "truth": _first(row, CANDIDATES["truth"], scalar=False),
     }
     return {k: v for k, v in data.items() if v is not None}
