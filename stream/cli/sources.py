@@ -64,16 +64,16 @@ def _deliver_to(
         with opened as out:
             counts = write_records(out, records, realtime=realtime, progress=_progress)
     else:
+        from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
         _status(f"run id: {run_id}  (to {settings.topic_posts} at {settings.kafka_bootstrap})")
         try:
             counts = send_records(settings, records, realtime=realtime, progress=_progress)
-        except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
-            if type(exc).__name__ in ("NoBrokersAvailable", "KafkaTimeoutError"):
-                raise click.ClickException(
-                    f"no Kafka broker at {settings.kafka_bootstrap} ({exc}); start one with "
-                    "`swingdial broker start`, or use --dry-run FILE"
-                ) from None
-            raise
+        except (KafkaConnectionError, KafkaTimeoutError) as exc:
+            raise click.ClickException(
+                f"no Kafka broker at {settings.kafka_bootstrap} ({exc}); start one with "
+                "`swingdial broker start`, or use --dry-run FILE"
+            ) from None
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.kinds.items())) or "none"
     _status(
         f"{'stopped early' if counts.interrupted else 'done'}: "
