@@ -170,10 +170,23 @@ class QueryServer(flight.FlightServerBase):
         super().__init__(settings.query_location)
         self.settings = settings
         self._lock = threading.Lock()
-        self._root = con.cursor()  # cursors of this one serve the queries
+        self._root: duckdb.DuckDBPyConnection | None = con.cursor()  # parent of query cursors
+        self.thread: threading.Thread | None = None
+
+    def shutdown(self) -> None:
+        """Stop serving and release the cursor on the writer's database."""
+        super().shutdown()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        with self._lock:
+            if self._root is not None:
+                self._root.close()
+                self._root = None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
+            if self._root is None:
+                raise self._error("unavailable", "the query server is shutting down")
             return self._root.cursor()
 
     @staticmethod
@@ -223,8 +236,8 @@ class QueryServer(flight.FlightServerBase):
 def serve_in_thread(con: duckdb.DuckDBPyConnection, settings: Settings) -> QueryServer:
     """Start a :class:`QueryServer` on ``settings.query_location`` in a daemon thread."""
     server = QueryServer(con, settings)
-    thread = threading.Thread(target=server.serve, name="swingdial-query", daemon=True)
-    thread.start()
+    server.thread = threading.Thread(target=server.serve, name="swingdial-query", daemon=True)
+    server.thread.start()
     return server
 
 

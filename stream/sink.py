@@ -374,6 +374,14 @@ class Sink:
         from stream import kafka
 
         settings = self.settings
+        while not self.stop_event.is_set():
+            try:
+                kafka.wait_for_broker(settings, timeout_s=10.0)
+                break
+            except TimeoutError:
+                log.warning("no Kafka broker answers at %s yet; retrying", settings.kafka_bootstrap)
+        if self.stop_event.is_set():
+            return
         try:
             kafka.ensure_topics(settings)
         except Exception as exc:  # noqa: BLE001 - topics may be managed elsewhere

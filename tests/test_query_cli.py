@@ -12,10 +12,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from test_store_helpers import make_settings, populated_db
 
 from stream.cli import main
 from stream.config import Settings, get_settings
+from tests.test_store_helpers import make_settings, populated_db
 
 
 @pytest.fixture

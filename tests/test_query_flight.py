@@ -14,19 +14,19 @@ from pathlib import Path
 
 import pyarrow.flight as flight
 import pytest
-from test_store_helpers import make_settings
 
 from stream.config import Settings
 from stream.query import DatabaseLockedError, QueryClient, ReadOnlyError
+from tests.test_store_helpers import make_settings
 
-TESTS_DIR = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 
 # A `swingdial sink` without Kafka: the same Sink + QueryServer, fed by the test factories,
 # writing a new batch every 50 ms until SIGTERM.
 WRITER = """
 import signal, sys, threading, time
-sys.path.insert(0, {tests!r})
-from test_store_helpers import records, scored_post
+sys.path.insert(0, {root!r})
+from tests.test_store_helpers import records, scored_post
 from stream.config import Settings
 from stream.query import serve_in_thread
 from stream.sink import Sink
@@ -69,7 +69,7 @@ def writer(tmp_path: Path) -> Iterator[tuple[Settings, subprocess.Popen]]:
     settings = make_settings(tmp_path, query_port=free_port())
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER.format(tests=str(TESTS_DIR), ready=str(ready))],
+        [sys.executable, "-c", WRITER.format(root=str(ROOT), ready=str(ready))],
         env=env_for(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

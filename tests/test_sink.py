@@ -6,11 +6,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_store_helpers import annotation, make_settings, records, scored_post
 
 from stream.config import Settings
 from stream.sink import RawRecord, Sink
 from stream.store import connect
+from tests.test_store_helpers import annotation, make_settings, records, scored_post
 
 
 def _open(settings: Settings, sink: Sink | None) -> duckdb.DuckDBPyConnection:

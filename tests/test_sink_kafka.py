@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_store_helpers import annotation, scored_post
 
 from stream import kafka
 from stream.config import Settings
 from stream.query import QueryClient
 from stream.schema import Post, ScoredPost
+from tests.test_store_helpers import annotation, scored_post
 
 pytestmark = pytest.mark.integration
 

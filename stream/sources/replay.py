@@ -104,7 +104,7 @@ def replay_run(
             if wait > 0:
                 producer.flush()
                 time.sleep(wait)
-            producer.send(settings.topic_posts, key=post.id.encode(), value=post.to_bytes())
+            producer.send(settings.topic_posts, key=post.author.id.encode(), value=post.to_bytes())
             if progress is not None:
                 progress(i + 1, len(posts))
         producer.flush()
