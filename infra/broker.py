@@ -157,13 +157,6 @@ class Broker:
         ]
 
     def _write_properties(self) -> None:
-        if self.host not in {"127.0.0.1", "localhost", "::1"} and not os.environ.get(
-            "SWINGDIAL_ALLOW_PUBLIC_BIND"
-        ):
-            raise BrokerError(
-                f"refusing to bind the local broker to {self.host}; it listens on loopback "
-                "(set SWINGDIAL_ALLOW_PUBLIC_BIND=1 to override)"
-            )
         text = PROPERTIES_TEMPLATE.read_text().format(
             host=self.host,
             port=self.port,
@@ -191,8 +184,19 @@ class Broker:
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
+    def _check_loopback(self) -> None:
+        # Checked before anything connects: the local broker never listens off this machine.
+        if self.host not in {"127.0.0.1", "localhost", "::1"} and not os.environ.get(
+            "SWINGDIAL_ALLOW_PUBLIC_BIND"
+        ):
+            raise BrokerError(
+                f"refusing to run the local broker on {self.host}; it listens on loopback only "
+                "(for your own cluster set SWINGDIAL_KAFKA_BOOTSTRAP and skip `broker start`)"
+            )
+
     def start(self, wait_s: float = 90.0) -> int:
         """Start the broker in the background (idempotent) and wait until it answers."""
+        self._check_loopback()
         existing = self.pid()
         if existing and self.listening():
             return existing
