@@ -213,6 +213,9 @@ def _moments(minutes: int) -> tuple[datetime, list[dict]]:
     return EVENT_START, rows
 
 
+START = _moments(0)[0]  # the event's start: minute 0 of every fixture run
+
+
 def _plans(minutes: int, per_minute: float, sparse_posts: int, seed: int) -> tuple[pa.Table, ...]:
     """Per-minute volume/topic and per-minute x cohort mood (small; computed in numpy)."""
     rng = np.random.default_rng(seed)
@@ -395,7 +398,7 @@ def build_test_db(
         notes = [
             ("ann-1", LIVE_RUN, 41, "Stream stable again: baselines reset here", "maria"),
             ("ann-2", LIVE_RUN, 95, "Moderates warming on prices? check sample", "sam"),
-            ("ann-3", None, 63, "Fact-check desk: border figures disputed", "desk"),
+            ("ann-3", None, 22, "Fact-check desk: no evidence of a DDoS so far", "desk"),
         ]
         _insert_arrow(
             con,
