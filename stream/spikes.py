@@ -71,8 +71,9 @@ _TOKEN = re.compile(r"[#@]?[a-z][a-z0-9']+")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words and hashtags, without stopwords or 1-2 letter tokens."""
-    return [t.strip("'") for t in _TOKEN.findall(text.lower()) if len(t) > 2 and t not in STOPWORDS]
+    """Lower-case words and hashtags, without stopwords or 1-2 letter tokens ("it's" = "its")."""
+    words = (t.replace("'", "") for t in _TOKEN.findall(text.lower()))
+    return [w for w in words if len(w) > 2 and w not in STOPWORDS]
 
 
 # --------------------------------------------------------------------------- detection
