@@ -12,6 +12,7 @@ from stream.sink import Sink
 from stream.sources.replay import (
     archived_posts,
     as_replay,
+    replay_records,
     replay_run,
     replay_run_id,
     schedule,
@@ -76,8 +77,18 @@ def test_schedule_keeps_gaps_scaled_by_speed(archive) -> None:
 
 
 def test_replay_run_id_is_new_and_tagged() -> None:
-    new = replay_run_id("orig", "hf-roberta")
-    assert new.startswith("orig.replay-hf-roberta-") and new != "orig"
+    new = replay_run_id("trump-musk-2024", "hf-roberta")
+    assert new.startswith("trump-musk-2024-replay-hf-roberta-")
+    assert new != replay_run_id("trump-musk-2024", "hf-roberta")  # unique per call
+
+
+def test_replay_records_carry_the_scaled_gaps(archive) -> None:
+    posts = archived_posts(archive, "orig")
+    paced = replay_records(posts, 4.0, as_fast_as_possible=False)
+    assert sum(r.delay_s for r in paced) == pytest.approx(schedule(posts, 4.0)[-1])
+    assert all(r.delay_s >= 0 for r in paced)
+    assert [r.key for r in paced] == [p.author.id.encode() for p in posts]
+    assert all(r.delay_s == 0 for r in replay_records(posts, 4.0, as_fast_as_possible=True))
 
 
 def test_replay_refuses_same_run_id(archive) -> None:

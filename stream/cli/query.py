@@ -247,26 +247,28 @@ def replay_command(
     if speed <= 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
     settings = get_settings()
-    with click.progressbar(length=0, label="replaying", file=sys.stderr) as bar:
 
-        def progress(done: int, total: int) -> None:
-            bar.length = total
-            bar.update(done - bar.pos)
+    def progress(counts: object) -> None:
+        click.echo(f"  sent {counts.sent} posts in {counts.elapsed_s:.0f}s", err=True)
 
-        try:
-            result = replay_run(
-                settings,
-                run_id,
-                speed=speed,
-                as_fast_as_possible=fast,
-                new_run_id=new_run_id,
-                model_tag=model_tag,
-                progress=progress,
-            )
-        except (LookupError, ValueError, QueryError, DatabaseLockedError) as exc:
-            click.echo(f"\nError: {exc}", err=True)
-            sys.exit(EXIT_FAILED)
-    click.echo(f"replayed {result.sent} posts of {run_id} as run {result.run_id}")
+    try:
+        result = replay_run(
+            settings,
+            run_id,
+            speed=speed,
+            as_fast_as_possible=fast,
+            new_run_id=new_run_id,
+            model_tag=model_tag,
+            progress=progress,
+        )
+    except (LookupError, ValueError, QueryError, DatabaseLockedError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    note = " (interrupted)" if result.interrupted else ""
+    click.echo(f"replayed {result.sent} posts of {run_id} as run {result.run_id}{note}")
+    if result.failed:
+        click.echo(f"Error: {result.failed} sends failed", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 COMMANDS = [sql_command, export_command, replay_command, runs_command]

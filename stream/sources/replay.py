@@ -3,17 +3,16 @@
 Posts come from ``posts.raw`` (what the worker validated), in original ``event_time`` order
 (ties by post id, so the order is the same every time). Each is re-sent to the ``posts``
 topic with a new ``run_id`` and ``source = "replay:<RUN>"`` (the sink records the origin in
-``runs.replay_of``), paced to keep the original gaps divided by ``speed`` unless
-``as_fast_as_possible``.
+``runs.replay_of``), keyed by author id like every source, paced to keep the original gaps
+divided by ``speed`` unless ``as_fast_as_possible``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any
 
 from stream.config import Settings
 from stream.query import QueryClient
@@ -29,14 +28,17 @@ class ReplayResult:
     run_id: str
     replay_of: str
     sent: int
+    failed: int
     elapsed_s: float
+    interrupted: bool = False
 
 
-def replay_run_id(run_id: str, model_tag: str | None = None) -> str:
-    """A new, readable run id: ``<RUN>.replay[-<tag>]-<UTC timestamp>``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+def replay_run_id(event_id: str, model_tag: str | None = None) -> str:
+    """A new run id like any other run's (``producer.new_run_id``), marked as a replay."""
+    from stream.sources.producer import new_run_id
+
     tag = f"-{model_tag}" if model_tag else ""
-    return f"{run_id}.replay{tag}-{stamp}"[:128]
+    return new_run_id(f"{event_id}-replay{tag}")[:128]
 
 
 def archived_posts(
@@ -77,6 +79,18 @@ def schedule(posts: list[Post], speed: float) -> list[float]:
     return [max(0.0, (p.event_time - t0).total_seconds() / speed) for p in posts]
 
 
+def replay_records(posts: list[Post], speed: float, as_fast_as_possible: bool) -> list:
+    """:class:`SourceRecord` objects for the shared sending layer (keys: author ids)."""
+    from stream.sources import SourceRecord
+
+    due = [0.0] * len(posts) if as_fast_as_possible else schedule(posts, speed)
+    gaps = [b - a for a, b in zip([0.0, *due[:-1]], due, strict=True)]
+    return [
+        SourceRecord(delay_s=gap, kind="original", post=post)
+        for post, gap in zip(posts, gaps, strict=True)
+    ]
+
+
 def replay_run(
     settings: Settings,
     run_id: str,
@@ -85,31 +99,36 @@ def replay_run(
     as_fast_as_possible: bool = False,
     new_run_id: str | None = None,
     model_tag: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[Any], None] | None = None,
     client: QueryClient | None = None,
 ) -> ReplayResult:
-    """Send the archived posts of ``run_id`` to ``settings.topic_posts`` as a new run."""
-    from stream import kafka
+    """Send the archived posts of ``run_id`` to ``settings.topic_posts`` as a new run.
 
-    new_id = new_run_id or replay_run_id(run_id, model_tag)
+    Uses the sources' sending layer (``stream.sources.producer.send_records``), so pacing,
+    keys (author id), Ctrl-C handling and failure counting are the same as the simulator's.
+    """
+    from stream.sources.producer import send_records
+
+    original = archived_posts(settings, run_id, client)
+    new_id = new_run_id or replay_run_id(original[0].event_id, model_tag)
     if new_id == run_id:
         raise ValueError("the replay needs a run id different from the original")
-    posts = as_replay(archived_posts(settings, run_id, client), run_id, new_id)
-    due = [0.0] * len(posts) if as_fast_as_possible else schedule(posts, speed)
-    producer = kafka.producer(settings, client_id="swingdial-replay")
-    started = time.monotonic()
-    try:
-        for i, (post, at) in enumerate(zip(posts, due, strict=True)):
-            wait = at - (time.monotonic() - started)
-            if wait > 0:
-                producer.flush()
-                time.sleep(wait)
-            producer.send(settings.topic_posts, key=post.author.id.encode(), value=post.to_bytes())
-            if progress is not None:
-                progress(i + 1, len(posts))
-        producer.flush()
-    finally:
-        producer.close()
-    elapsed = time.monotonic() - started
-    log.info("replayed %d posts of %s as %s in %.1fs", len(posts), run_id, new_id, elapsed)
-    return ReplayResult(run_id=new_id, replay_of=run_id, sent=len(posts), elapsed_s=elapsed)
+    posts = as_replay(original, run_id, new_id)
+    counts = send_records(
+        settings,
+        replay_records(posts, speed, as_fast_as_possible),
+        realtime=not as_fast_as_possible,
+        progress=progress,
+        every_s=1.0,
+    )
+    log.info(
+        "replayed %d posts of %s as %s in %.1fs", counts.sent, run_id, new_id, counts.elapsed_s
+    )
+    return ReplayResult(
+        run_id=new_id,
+        replay_of=run_id,
+        sent=counts.sent,
+        failed=counts.failed,
+        elapsed_s=counts.elapsed_s,
+        interrupted=counts.interrupted,
+    )
