@@ -36,12 +36,24 @@ ORDER = {"posts": "event_time, post_id", "scores": "event_time, post_id"}
 FORMATS = ("parquet", "csv")
 
 
-def _query(table: str, run_id: str | None) -> tuple[str, list[str]]:
+# Tables whose rows belong to one post; a cutoff on scores.stored_at makes them agree.
+PER_POST = {"posts", "scores", "stances"}
+
+
+def _query(table: str, run_id: str | None, cutoff: object = None) -> tuple[str, list[object]]:
     sql = f"SELECT * FROM ({EXPORT_QUERIES[table]}) x"
-    params: list[str] = []
+    where: list[str] = []
+    params: list[object] = []
     if run_id:
-        sql += " WHERE run_id = ?"
+        where.append("run_id = ?")
         params.append(run_id)
+    if cutoff is not None and table in PER_POST:
+        where.append(
+            "(run_id, post_id) IN (SELECT run_id, post_id FROM scores WHERE stored_at <= ?)"
+        )
+        params.append(cutoff)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     sql += f" ORDER BY {ORDER.get(table, 'run_id')}"
     return sql, params
 
@@ -90,9 +102,12 @@ def export(
 def _export_flight(
     client: QueryClient, output: Path, run_id: str | None, fmt: str
 ) -> dict[str, int]:
+    # Each Flight query is its own snapshot while the sink keeps committing, so posts,
+    # scores and stances are cut at the newest batch stored when the export began.
+    cutoff = client.sql("SELECT max(stored_at) AS t FROM scores").column("t")[0].as_py()
     counts: dict[str, int] = {}
     for table in EXPORT_QUERIES:
-        sql, params = _query(table, run_id)
+        sql, params = _query(table, run_id, cutoff)
         data = client.sql(sql, params or None)
         counts[table] = data.num_rows
         if data.num_rows == 0:

@@ -156,3 +156,41 @@ def test_client_ignores_a_server_for_another_file(writer, tmp_path: Path) -> Non
         assert client.server_info() is None
         with pytest.raises(FileNotFoundError):
             client.sql("SELECT 1")
+
+
+def test_export_and_cli_while_the_writer_runs(
+    writer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import duckdb
+    from click.testing import CliRunner
+
+    from stream.cli import main
+    from stream.config import get_settings
+    from stream.export import export
+
+    settings, _ = writer
+    out = tmp_path / "archive"
+    counts = export(settings, out)  # over Flight + pyarrow.dataset (the file is locked)
+    assert counts["posts"] >= 100 and counts["stances"] == 2 * counts["posts"]
+    con = duckdb.connect()
+    (n,) = con.execute(
+        "SELECT count(*) FROM read_parquet(?, hive_partitioning = true) "
+        "WHERE run_id = 'run-a' AND event_id = 'test-event'",
+        [str(out / "posts" / "**" / "*.parquet")],
+    ).fetchone()
+    assert n == counts["posts"]
+
+    for name, value in settings.model_dump(mode="json").items():
+        if isinstance(value, str | int | float):
+            monkeypatch.setenv(f"SWINGDIAL_{name.upper()}", str(value))
+    get_settings.cache_clear()
+    try:
+        ok = CliRunner().invoke(main, ["sql", "SELECT count(*) AS n FROM posts", "-f", "json"])
+        refused = CliRunner().invoke(main, ["sql", "DELETE FROM posts"])
+        runs = CliRunner().invoke(main, ["runs", "-f", "csv"])
+    finally:
+        get_settings.cache_clear()
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)[0]["n"] >= 100
+    assert refused.exit_code == 2 and "read-only" in refused.output
+    assert runs.exit_code == 0 and "run-a" in runs.output
