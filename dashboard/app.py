@@ -110,7 +110,9 @@ def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
         r.run_id: f"{r.run_id} · {r.model_version or '?'} · {int(r.posts):,} posts"
         for r in runs.itertuples()
     }
-    run_id = sb.selectbox("Run", list(labels), format_func=labels.get, key="run")
+    originals = [r.run_id for r in runs.itertuples() if pd.isna(r.replay_of)]
+    default = list(labels).index(originals[0]) if originals else 0  # newest original run
+    run_id = sb.selectbox("Run", list(labels), index=default, format_func=labels.get, key="run")
     others = [NONE, *[r for r in labels if r != run_id]]
     compare = sb.selectbox(
         "Compare with run",
@@ -463,6 +465,7 @@ def page(query: views.Query, choice: dict) -> None:
         st.subheader("Stance by target")
         cols = st.columns(len(targets_shown))
         for col, target in zip(cols, targets_shown, strict=True):
+            col.markdown(f"**{target}**: net stance (favor - against)")
             col.altair_chart(charts.stance_chart(stances, target, marks, playhead), width="stretch")
 
     st.altair_chart(charts.volume_chart(views.volume(query, f), playhead), width="stretch")
@@ -476,6 +479,8 @@ def page(query: views.Query, choice: dict) -> None:
             minute=table["minute"].map(lambda m: ts(m).strftime("%H:%M")),
             peak_minute=table["peak_minute"].map(lambda m: ts(m).strftime("%H:%M")),
         ).drop(columns=["until"])
+        first = ["minute", "cohort", "kind", "magnitude", "drivers", "sample_posts"]
+        shown = shown[[*first, *[c for c in shown.columns if c not in first]]]
         st.dataframe(
             shown,
             hide_index=True,

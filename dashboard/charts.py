@@ -36,7 +36,7 @@ def utc_naive(values: pd.Series) -> pd.Series:
     return values
 
 
-def _cohort_color(legend: bool = True) -> alt.Color:
+def _cohort_color(legend: bool = True, shown: list[str] | None = None) -> alt.Color:
     return alt.Color(
         "cohort:N",
         scale=alt.Scale(domain=COHORT_ORDER, range=COHORT_COLORS),
@@ -44,7 +44,11 @@ def _cohort_color(legend: bool = True) -> alt.Color:
         legend=alt.Legend(
             title="cohort",
             orient="top",
-            labelExpr=" || ".join(f"datum.value == '{k}' ? '{v}'" for k, v in COHORT_LABELS.items())
+            symbolType="stroke",
+            symbolOpacity=1,
+            symbolStrokeWidth=4,
+            values=shown,
+            labelExpr=" : ".join(f"datum.value == '{k}' ? '{v}'" for k, v in COHORT_LABELS.items())
             + " : datum.value",
         )
         if legend
@@ -53,11 +57,11 @@ def _cohort_color(legend: bool = True) -> alt.Color:
 
 
 def _x(title: str = "minute (UTC)") -> alt.X:
-    return alt.X("minute:T", title=title, axis=alt.Axis(format=TIME_FORMAT))
+    return alt.X("minute:T", title=title, axis=alt.Axis(format=TIME_FORMAT, labelOverlap="greedy"))
 
 
 def marker_layers(
-    markers: pd.DataFrame | None, playhead: datetime | None = None
+    markers: pd.DataFrame | None, playhead: datetime | None = None, labels: bool = True
 ) -> list[alt.Chart]:
     """Vertical rules with labels for moments (grey), annotations (orange) and the playhead."""
     layers: list[alt.Chart] = []
@@ -66,31 +70,36 @@ def marker_layers(
             at_time=utc_naive(markers["at_time"]),
             short=markers["label"].astype(str).str.slice(0, 38),
         )[["kind", "at_time", "label", "short", "author"]].astype({"author": "string"})
-        color = alt.Color(
-            "kind:N",
-            scale=alt.Scale(
-                domain=["moment", "annotation"], range=[MOMENT_COLOR, ANNOTATION_COLOR]
-            ),
-            legend=None,
-        )
-        base = alt.Chart(data)
-        layers.append(
-            base.mark_rule(strokeDash=[4, 3], strokeWidth=1.2).encode(
-                x="at_time:T",
-                color=color,
-                tooltip=[
-                    alt.Tooltip("kind:N"),
-                    alt.Tooltip("at_time:T", format=TIME_FORMAT, title="at (UTC)"),
-                    alt.Tooltip("label:N"),
-                    alt.Tooltip("author:N"),
-                ],
+        # Fixed colours per layer (a shared colour scale would merge with the cohorts').
+        for kind, color in (("moment", MOMENT_COLOR), ("annotation", ANNOTATION_COLOR)):
+            subset = data[data["kind"] == kind]
+            if subset.empty:
+                continue
+            base = alt.Chart(subset)
+            layers.append(
+                base.mark_rule(strokeDash=[4, 3], strokeWidth=1.2, color=color).encode(
+                    x="at_time:T",
+                    tooltip=[
+                        alt.Tooltip("kind:N"),
+                        alt.Tooltip("at_time:T", format=TIME_FORMAT, title="at (UTC)"),
+                        alt.Tooltip("label:N"),
+                        alt.Tooltip("author:N"),
+                    ],
+                )
             )
-        )
-        layers.append(
-            base.mark_text(
-                angle=270, align="right", baseline="bottom", dx=-4, dy=-2, fontSize=10
-            ).encode(x="at_time:T", y=alt.value(0), text="short:N", color=color)
-        )
+            if not labels:
+                continue
+            layers.append(
+                base.mark_text(
+                    angle=270,
+                    align="right",
+                    baseline="bottom",
+                    dx=-4,
+                    dy=-2,
+                    fontSize=10,
+                    color=color,
+                ).encode(x="at_time:T", y=alt.value(0), text="short:N")
+            )
     if playhead is not None:
         ph = pd.DataFrame({"at_time": utc_naive(pd.Series([pd.Timestamp(playhead)]))})
         layers.append(
@@ -107,8 +116,10 @@ def dial_chart(
     title: str = "Net sentiment by cohort",
     y_title: str = "net sentiment (positive - negative)",
     playhead: datetime | None = None,
-    height: int = 380,
+    height: int = 460,  # total, including legend and axes
     selectable: bool = True,
+    labels: bool = True,
+    legend: bool = True,
 ) -> alt.LayerChart:
     """The dial test: a line per cohort with its 95% band; grey points have too few posts."""
     data = lines.assign(
@@ -118,6 +129,8 @@ def dial_chart(
     )
     keep = ["minute", "cohort", "cohort_label", value, "ci_low", "ci_high", "n", "low_n"]
     data = data[keep]
+    shown = [c for c in COHORT_ORDER if c in set(data["cohort"])]
+    color = _cohort_color(legend, shown)
     y_scale = alt.Scale(domain=[-1, 1], clamp=True)
     base = alt.Chart(data).encode(x=_x())
     band = (
@@ -125,7 +138,7 @@ def dial_chart(
         .encode(
             y=alt.Y("ci_low:Q", scale=y_scale, title=y_title),
             y2="ci_high:Q",
-            color=_cohort_color(legend=False),
+            color=color,
         )
         .transform_filter("!datum.low_n")
     )
@@ -133,7 +146,7 @@ def dial_chart(
         base.mark_line(interpolate="monotone")
         .encode(
             y=alt.Y(f"{value}:Q", scale=y_scale),
-            color=_cohort_color(),
+            color=color,
             strokeWidth=alt.StrokeWidth(
                 "cohort:N", scale=alt.Scale(domain=COHORT_ORDER, range=COHORT_WIDTHS), legend=None
             ),
@@ -152,7 +165,7 @@ def dial_chart(
     ]
     points = base.mark_circle(size=26, opacity=0.9).encode(
         y=alt.Y(f"{value}:Q", scale=y_scale),
-        color=alt.condition("datum.low_n", alt.value(LOW_N_COLOR), _cohort_color(legend=False)),
+        color=alt.condition("datum.low_n", alt.value(LOW_N_COLOR), color),
         tooltip=tooltip,
     )
     if selectable:
@@ -164,9 +177,9 @@ def dial_chart(
         .mark_rule(color="#999", strokeWidth=0.7)
         .encode(y="y:Q")
     )
-    return alt.layer(zero, band, line, points, *marker_layers(markers, playhead)).properties(
-        title=title, height=height
-    )
+    return alt.layer(
+        zero, band, line, points, *marker_layers(markers, playhead, labels)
+    ).properties(title=title, height=height)
 
 
 def stance_chart(
@@ -181,11 +194,13 @@ def stance_chart(
         data,
         markers,
         value="net_stance",
-        title=f"Stance toward {target}",
+        title="",
         y_title="net stance (favor - against)",
         playhead=playhead,
-        height=240,
+        height=300,
         selectable=False,
+        labels=False,  # too narrow for labels: the rules line up with the dial's above
+        legend=False,  # the dial above carries it
     )
 
 
@@ -210,7 +225,9 @@ def volume_chart(volume: pd.DataFrame, playhead: datetime | None = None) -> alt.
             ],
         )
     )
-    return alt.layer(bars, *marker_layers(None, playhead)).properties(title="Volume", height=160)
+    return alt.layer(bars, *marker_layers(None, playhead)).properties(
+        title="Posts per minute by cohort", height=240
+    )
 
 
 def ingest_chart(ingest: pd.DataFrame) -> alt.Chart:

@@ -1,0 +1,215 @@
+"""The Streamlit app under streamlit.testing (real fixture DuckDB, no mocks), charts, CLI."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from dashboard import charts
+from stream import views
+from stream.cli.dashboard import app_path, dashboard_command, streamlit_command
+from stream.config import get_settings
+from stream.store import connect
+from tests.fixtures_db import LIVE_RUN, REPLAY_RUN, build_test_db
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+TIMEOUT_S = 120
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fixture_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_test_db(tmp_path_factory.mktemp("dash") / "fx.duckdb", minutes=90)
+
+
+@pytest.fixture
+def app_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Nothing listening for Flight or Kafka: direct file reads, annotations fail fast."""
+    monkeypatch.setenv("SWINGDIAL_QUERY_PORT", str(closed_port()))
+    monkeypatch.setenv("SWINGDIAL_KAFKA_BOOTSTRAP", f"127.0.0.1:{closed_port()}")
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
+
+
+def start(monkeypatch: pytest.MonkeyPatch, db: Path) -> AppTest:
+    monkeypatch.setenv("SWINGDIAL_DUCKDB_PATH", str(db))
+    get_settings.cache_clear()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts_of(at: AppTest) -> list:
+    return list(at.get("vega_lite_chart"))
+
+
+def drill_table(at: AppTest) -> pd.DataFrame:
+    tables = [d.value for d in at.dataframe if "text" in d.value.columns]
+    assert tables, "no drill-down table"
+    return tables[0]
+
+
+def test_renders_charts_tables_and_run_picker(
+    app_env: pytest.MonkeyPatch, fixture_db: Path
+) -> None:
+    at = start(app_env, fixture_db)
+    run = at.selectbox(key="run")
+    assert len(run.options) == 2 and all(LIVE_RUN in o or REPLAY_RUN in o for o in run.options)
+    assert run.value == LIVE_RUN  # the original run, not its replay, by default
+    # dial + 3 stance charts + volume + health ingest chart
+    assert len(charts_of(at)) >= 6
+    spikes_table = [d.value for d in at.dataframe if "drivers" in d.value.columns]
+    assert spikes_table and len(spikes_table[0]) > 0
+    assert "tech_outage" in " ".join(spikes_table[0]["drivers"].astype(str))
+    assert len(drill_table(at)) > 0
+    assert not at.info  # no "waiting" message
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Posts in view"].replace(",", "")) > 1000
+
+
+def test_run_picker_switches_run(app_env: pytest.MonkeyPatch, fixture_db: Path) -> None:
+    at = start(app_env, fixture_db)
+    live_posts = {m.label: m.value for m in at.metric}["Posts in view"]
+    at.selectbox(key="run").set_value(REPLAY_RUN).run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Posts in view"] != live_posts
+    assert (drill_table(at)["model_version"] == "minilm-heads-1.1.0").all()
+
+
+def test_drilldown_filters_change_the_table(app_env: pytest.MonkeyPatch, fixture_db: Path) -> None:
+    at = start(app_env, fixture_db)
+    minute_box = next(s for s in at.selectbox if s.label == "Minute (UTC)" and "drill" in s.key)
+    minute_box.set_value("00:20").run()
+    everything = drill_table(at)
+    assert len(everything) > 0 and set(everything["sentiment"]) >= {"negative"}
+    at.selectbox(key="drill_sentiment").set_value("negative").run()
+    negative = drill_table(at)
+    assert 0 < len(negative) < len(everything)
+    assert (negative["sentiment"] == "negative").all()
+    at.selectbox(key="drill_cohort").set_value("moderate").run()
+    moderate = drill_table(at)
+    assert len(moderate) <= len(negative) and (moderate["cohort"] == "moderate").all()
+    at.selectbox(key="drill_target").set_value("Elon Musk").run()
+    at.selectbox(key="drill_stance").set_value("against").run()
+    against = drill_table(at)
+    assert "stance" in against.columns and (against["stance"] == "against").all()
+    assert not at.exception
+
+
+def test_sidebar_filters_live_mode_and_comparison(
+    app_env: pytest.MonkeyPatch, fixture_db: Path
+) -> None:
+    at = start(app_env, fixture_db)
+    at.selectbox(key="topic").set_value("tech_outage").run()
+    assert not at.exception
+    at.multiselect(key="cohorts").set_value(["moderate"]).run()
+    assert not at.exception
+    assert set(drill_table(at)["cohort"]) <= {"moderate"}
+    n_charts = len(charts_of(at))
+    at.selectbox(key="compare").set_value(REPLAY_RUN).run()
+    assert not at.exception
+    assert len(charts_of(at)) == n_charts + 1  # the compared run's dial, side by side
+    at.radio(key="mode").set_value("live").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Mode"] == "live"
+
+
+def test_annotation_with_kafka_down_shows_a_message(
+    app_env: pytest.MonkeyPatch, fixture_db: Path
+) -> None:
+    at = start(app_env, fixture_db)
+    note = next(t for t in at.text_input if t.label == "Note")
+    note.input("Moderates react to the crash")
+    next(b for b in at.button if b.label == "Add annotation").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "Kafka is unreachable" in errors
+    assert len(charts_of(at)) >= 6  # the rest of the page is intact
+
+
+def test_waiting_message_for_missing_and_empty_db(
+    app_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = start(app_env, tmp_path / "nothing-here.duckdb")
+    assert any("Waiting for data" in i.value for i in at.info)
+    assert not charts_of(at)
+    empty = tmp_path / "empty.duckdb"
+    connect(empty).close()  # schema, no rows
+    at = start(app_env, empty)
+    assert any("Waiting for data" in i.value for i in at.info)
+    assert not charts_of(at)
+
+
+def test_dial_chart_spec_emphasises_moderates() -> None:
+    minutes = pd.date_range("2024-08-13 00:00", periods=3, freq="min", tz="UTC")
+    lines = pd.DataFrame(
+        {
+            "minute": list(minutes) * 2,
+            "cohort": ["lean_left"] * 3 + ["moderate"] * 3,
+            "n": [10, 2, 10, 10, 10, 10],
+            "net_sentiment": [0.1, 0.9, 0.1, -0.2, -0.1, 0.0],
+            "ci_low": [0.0] * 6,
+            "ci_high": [0.2] * 6,
+            "low_n": [False, True, False, False, False, False],
+        }
+    )
+    markers = pd.DataFrame(
+        {
+            "kind": ["moment", "annotation"],
+            "at_time": [minutes[1], minutes[2]],
+            "label": ["Crash", "note"],
+            "author": [None, "maria"],
+        }
+    )
+    spec = charts.dial_chart(lines, markers).to_dict()
+    line = next(layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "line")
+    widths = line["encoding"]["strokeWidth"]["scale"]
+    assert widths["domain"][0] == "moderate" and widths["range"][0] == max(widths["range"])
+    assert line["encoding"]["color"]["scale"]["domain"][0] == "moderate"
+    assert line["encoding"]["color"]["legend"]["values"] == ["moderate", "lean_left"]
+    rules = [layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "rule"]
+    assert len(rules) >= 3  # zero line, moment, annotation
+    texts = [layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "text"]
+    assert len(texts) == 2
+
+
+def test_cli_runs_streamlit_on_loopback() -> None:
+    assert app_path().name == "app.py" and app_path().exists()
+    command = streamlit_command(8599)
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    joined = " ".join(command)
+    for flag in (
+        "--server.address 127.0.0.1",
+        "--server.port 8599",
+        "--server.headless true",
+        "--browser.gatherUsageStats false",
+    ):
+        assert flag in joined
+    help_text = CliRunner().invoke(dashboard_command, ["--help"]).output
+    assert "Examples:" in help_text and "--db" in help_text and "--port" in help_text
+
+
+def test_nothing_imports_the_dashboard() -> None:
+    """The dashboard only reads: no project module may depend on it."""
+    root = Path(views.__file__).resolve().parent.parent
+    pattern = re.compile(r"^\s*(from|import)\s+dashboard\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("stream", "models", "infra")
+        for path in (root / folder).rglob("*.py")
+        if pattern.search(path.read_text())
+    ]
+    assert offenders == []
