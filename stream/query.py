@@ -67,6 +67,10 @@ class QueryError(RuntimeError):
     """DuckDB refused the query (syntax, unknown table, ...)."""
 
 
+class QueryServerError(RuntimeError):
+    """The query server could not start (usually: the port is taken)."""
+
+
 class DatabaseLockedError(RuntimeError):
     """The file is held by a writer that does not answer queries."""
 
@@ -235,7 +239,13 @@ class QueryServer(flight.FlightServerBase):
 
 def serve_in_thread(con: duckdb.DuckDBPyConnection, settings: Settings) -> QueryServer:
     """Start a :class:`QueryServer` on ``settings.query_location`` in a daemon thread."""
-    server = QueryServer(con, settings)
+    try:
+        server = QueryServer(con, settings)
+    except pa.ArrowException as exc:
+        raise QueryServerError(
+            f"cannot serve queries on {settings.query_location} ({exc}); is another sink "
+            f"running? Set SWINGDIAL_QUERY_PORT to a free port, or run with --no-serve."
+        ) from None
     server.thread = threading.Thread(target=server.serve, name="swingdial-query", daemon=True)
     server.thread.start()
     return server

@@ -31,10 +31,20 @@ def sink_command(no_serve: bool) -> None:
       swingdial sink --no-serve
       SWINGDIAL_SINK_BATCH_SIZE=500 SWINGDIAL_SINK_FLUSH_S=0.5 swingdial sink
     """
+    import duckdb
+
+    from stream.query import QueryServerError
     from stream.sink import run_sink
 
     settings = get_settings()
-    totals = run_sink(settings, serve=not no_serve)
+    try:
+        totals = run_sink(settings, serve=not no_serve)
+    except QueryServerError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except duckdb.IOException as exc:  # another process holds the file
+        click.echo(f"Error: cannot open {settings.db_path} for writing: {exc}", err=True)
+        sys.exit(1)
     click.echo(
         f"sink stopped: {totals['batches']} batches, {totals['records']} records, "
         f"{totals['rows_written']} new posts, {totals['rejects']} rejected",
