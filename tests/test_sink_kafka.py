@@ -183,6 +183,10 @@ def test_annotate_and_replay_through_kafka(kafka_settings: Settings, sink_log: P
                     "orig-run",
                 ],
             )
+            by_minute = CliRunner().invoke(
+                main, ["annotate", "minute note", "--minute", "45", "--event", "trump-musk-2024"]
+            )
+            latest = CliRunner().invoke(main, ["annotate", "latest note", "--run-id", "orig-run"])
         finally:
             for k, v in old.items():
                 if v is None:
@@ -201,9 +205,24 @@ def test_annotate_and_replay_through_kafka(kafka_settings: Settings, sink_log: P
             60,
             "annotation stored",
         )
-        assert (
-            _count(settings, "SELECT count(*) FROM annotations WHERE event_id = 'test-event'") == 1
-        )  # event looked up from the run
+        assert by_minute.exit_code == 0 and latest.exit_code == 0, by_minute.output
+        _wait(lambda: _count(settings, "SELECT count(*) FROM annotations") == 3, 60, "3 notes")
+        with QueryClient(settings) as client:
+            notes = {
+                r["text"]: r
+                for r in client.sql(
+                    "SELECT text, event_id, run_id, strftime(at_time, '%Y-%m-%dT%H:%M:%S') AS at "
+                    "FROM annotations"
+                ).to_pylist()
+            }
+            newest = client.sql(
+                "SELECT strftime(max(event_time), '%Y-%m-%dT%H:%M:%S') AS t FROM posts"
+            ).to_pylist()[0]["t"]
+        # --run-id finds the event; --minute counts from the event file's start;
+        # no time at all pins the note to the newest stored post of the run.
+        assert notes["the big moment"]["event_id"] == "test-event"
+        assert notes["minute note"]["at"] == "2024-08-13T00:45:00"
+        assert notes["latest note"]["at"] == newest
 
         # replay reads the archive over Flight (the sink holds the file) and re-sends
         consumer = kafka.consumer(
