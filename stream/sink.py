@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -487,8 +487,3 @@ def run_sink(settings: Settings, serve: bool = True) -> dict[str, int]:
         if server is not None:
             server.shutdown()
         sink.close()
-
-
-def records_from(values: Iterable[bytes], topic: str, partition: int = 0) -> list[RawRecord]:
-    """Helper for tests and tools: number raw values as consecutive offsets from 0."""
-    return [RawRecord(topic, partition, i, v) for i, v in enumerate(values)]

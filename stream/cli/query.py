@@ -248,7 +248,7 @@ def replay_command(
         raise click.BadParameter("must be > 0", param_hint="--speed")
     settings = get_settings()
 
-    def progress(counts: object) -> None:
+    def progress(counts: Any) -> None:
         click.echo(f"  sent {counts.sent} posts in {counts.elapsed_s:.0f}s", err=True)
 
     try:
