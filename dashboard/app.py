@@ -212,8 +212,17 @@ def spike_table(query: views.Query, f: views.Filters, lines: pd.DataFrame) -> pd
     return found.assign(drivers=summaries, sample_posts=samples)
 
 
-def drilldown(query: views.Query, f: views.Filters, picked: pd.Timestamp | None) -> None:
-    """The posts behind one minute, filtered like the analyst asks."""
+def drilldown(
+    query: views.Query,
+    f: views.Filters,
+    clicked: pd.Timestamp | None,
+    default: pd.Timestamp | None,
+) -> None:
+    """The posts behind one minute, filtered like the analyst asks.
+
+    The minute starts at ``default`` (the strongest spike), follows a click on the dial when
+    there is a new one, and otherwise stays where the analyst put it.
+    """
     st.subheader("Drill-down: the posts behind a minute")
     minutes = views.minutes_with_posts(query, f)
     if not minutes:
@@ -221,10 +230,13 @@ def drilldown(query: views.Query, f: views.Filters, picked: pd.Timestamp | None)
         return
     labels = [m.strftime("%H:%M") for m in minutes]
     key = f"drill_minute:{f.run_id}:{labels[0]}:{labels[-1]}"
-    if picked is not None and picked.strftime("%H:%M") in labels:
-        st.session_state[key] = picked.strftime("%H:%M")
+    click = clicked.strftime("%H:%M") if clicked is not None else None
+    if click is not None and click in labels and click != st.session_state.get("drill_click"):
+        st.session_state[key] = click
     elif key not in st.session_state:
-        st.session_state[key] = labels[-1]
+        start = default.strftime("%H:%M") if default is not None else None
+        st.session_state[key] = start if start in labels else labels[-1]
+    st.session_state["drill_click"] = click
     c1, c2, c3, c4, c5 = st.columns(5)
     label = c1.selectbox("Minute (UTC)", labels, key=key, help="Or click a point in the dial.")
     cohort = c2.selectbox("Cohort", [ALL, *f.cohorts], key="drill_cohort", format_func=lambda c: c)
@@ -391,6 +403,9 @@ def page(query: views.Query, choice: dict) -> None:
             key=f"playhead:{run_id}:{start:%H%M}:{end:%H%M}",
         )
     shown_end = playhead or end
+    domain = (start, end)  # the axis keeps the whole window; replay fills it up to the playhead
+    if playhead is not None and playhead >= end:
+        playhead = None  # at the end there is nothing to mark
     f = views.Filters(
         run_id,
         start=ts(start),
@@ -424,7 +439,13 @@ def page(query: views.Query, choice: dict) -> None:
     c3.metric("Low-n points", f"{int(lines['low_n'].sum())}", help=f"fewer than {min_n} posts")
     c4.metric("Mode", choice["mode"], help=f"run {run_id}, model {run.get('model_version')}")
 
-    dial = charts.dial_chart(lines, marks, title=f"Dial test: net sentiment by cohort ({run_id})")
+    dial = charts.dial_chart(
+        lines,
+        marks,
+        title=f"Dial test: net sentiment by cohort ({run_id})",
+        playhead=playhead,
+        domain=domain,
+    )
     picked = None
     if choice["compare"]:
         other = f.with_(run_id=choice["compare"])
@@ -442,6 +463,8 @@ def page(query: views.Query, choice: dict) -> None:
                         views.markers(query, other),
                         title=f"Compared: {choice['compare']}",
                         selectable=False,
+                        playhead=playhead,
+                        domain=domain,
                     ),
                     width="stretch",
                     key="dial_compare",
@@ -466,12 +489,15 @@ def page(query: views.Query, choice: dict) -> None:
         cols = st.columns(len(targets_shown))
         for col, target in zip(cols, targets_shown, strict=True):
             col.markdown(f"**{target}**: net stance (favor - against)")
-            col.altair_chart(charts.stance_chart(stances, target, marks, playhead), width="stretch")
+            col.altair_chart(
+                charts.stance_chart(stances, target, marks, playhead, domain), width="stretch"
+            )
 
-    st.altair_chart(charts.volume_chart(views.volume(query, f), playhead), width="stretch")
+    st.altair_chart(charts.volume_chart(views.volume(query, f), playhead, domain), width="stretch")
 
     st.subheader("Spikes")
     table = spike_table(query, f, lines)
+    default = None
     if table.empty:
         st.caption("No minute stands out from its own last minutes.")
     else:
@@ -491,10 +517,9 @@ def page(query: views.Query, choice: dict) -> None:
                 "baseline": st.column_config.NumberColumn(format="%.2f"),
             },
         )
-        if picked is None:
-            picked = ts(table.iloc[0]["peak_minute"])
+        default = ts(table.iloc[0]["peak_minute"])
 
-    drilldown(query, f, picked)
+    drilldown(query, f, picked, default)
 
     with st.expander("Pipeline health", expanded=False):
         health_panel(query, run_id)

@@ -56,12 +56,41 @@ def _cohort_color(legend: bool = True, shown: list[str] | None = None) -> alt.Co
     )
 
 
-def _x(title: str = "minute (UTC)") -> alt.X:
-    return alt.X("minute:T", title=title, axis=alt.Axis(format=TIME_FORMAT, labelOverlap="greedy"))
+Domain = tuple[datetime, datetime] | None  # x range to show (naive UTC); None: the data's
+
+
+def _dt(value: datetime) -> alt.DateTime:
+    v = pd.Timestamp(value)
+    return alt.DateTime(
+        year=v.year, month=v.month, date=v.day, hours=v.hour, minutes=v.minute, seconds=v.second
+    )
+
+
+def _x(title: str = "minute (UTC)", domain: Domain = None) -> alt.X:
+    scale = alt.Scale(domain=[_dt(domain[0]), _dt(domain[1])]) if domain else alt.Undefined
+    return alt.X(
+        "minute:T",
+        title=title,
+        scale=scale,
+        axis=alt.Axis(format=TIME_FORMAT, labelOverlap="greedy"),
+    )
+
+
+def thin_labels(times: pd.Series, min_gap: pd.Timedelta) -> pd.Series:
+    """True for labels at least ``min_gap`` after the previous kept one (no overprinting)."""
+    keep, last = [], None
+    for t in times:
+        ok = last is None or t - last >= min_gap
+        keep.append(ok)
+        last = t if ok else last
+    return pd.Series(keep, index=times.index)
 
 
 def marker_layers(
-    markers: pd.DataFrame | None, playhead: datetime | None = None, labels: bool = True
+    markers: pd.DataFrame | None,
+    playhead: datetime | None = None,
+    labels: bool = True,
+    domain: Domain = None,
 ) -> list[alt.Chart]:
     """Vertical rules with labels for moments (grey), annotations (orange) and the playhead."""
     layers: list[alt.Chart] = []
@@ -70,6 +99,13 @@ def marker_layers(
             at_time=utc_naive(markers["at_time"]),
             short=markers["label"].astype(str).str.slice(0, 38),
         )[["kind", "at_time", "label", "short", "author"]].astype({"author": "string"})
+        data = data.sort_values("at_time")
+        span = (
+            pd.Timestamp(domain[1]) - pd.Timestamp(domain[0])
+            if domain
+            else data["at_time"].max() - data["at_time"].min()
+        )
+        data["labelled"] = thin_labels(data["at_time"], max(span / 45, pd.Timedelta(minutes=1)))
         # Fixed colours per layer (a shared colour scale would merge with the cohorts').
         for kind, color in (("moment", MOMENT_COLOR), ("annotation", ANNOTATION_COLOR)):
             subset = data[data["kind"] == kind]
@@ -87,10 +123,11 @@ def marker_layers(
                     ],
                 )
             )
-            if not labels:
+            if not labels or not subset["labelled"].any():
                 continue
             layers.append(
-                base.mark_text(
+                alt.Chart(subset[subset["labelled"]])
+                .mark_text(
                     angle=270,
                     align="right",
                     baseline="bottom",
@@ -98,7 +135,8 @@ def marker_layers(
                     dy=-2,
                     fontSize=10,
                     color=color,
-                ).encode(x="at_time:T", y=alt.value(0), text="short:N")
+                )
+                .encode(x="at_time:T", y=alt.value(0), text="short:N")
             )
     if playhead is not None:
         ph = pd.DataFrame({"at_time": utc_naive(pd.Series([pd.Timestamp(playhead)]))})
@@ -120,6 +158,7 @@ def dial_chart(
     selectable: bool = True,
     labels: bool = True,
     legend: bool = True,
+    domain: Domain = None,
 ) -> alt.LayerChart:
     """The dial test: a line per cohort with its 95% band; grey points have too few posts."""
     data = lines.assign(
@@ -132,7 +171,7 @@ def dial_chart(
     shown = [c for c in COHORT_ORDER if c in set(data["cohort"])]
     color = _cohort_color(legend, shown)
     y_scale = alt.Scale(domain=[-1, 1], clamp=True)
-    base = alt.Chart(data).encode(x=_x())
+    base = alt.Chart(data).encode(x=_x(domain=domain))
     band = (
         base.mark_area(opacity=0.13)
         .encode(
@@ -178,7 +217,7 @@ def dial_chart(
         .encode(y="y:Q")
     )
     return alt.layer(
-        zero, band, line, points, *marker_layers(markers, playhead, labels)
+        zero, band, line, points, *marker_layers(markers, playhead, labels, domain)
     ).properties(title=title, height=height)
 
 
@@ -187,6 +226,7 @@ def stance_chart(
     target: str,
     markers: pd.DataFrame | None = None,
     playhead: datetime | None = None,
+    domain: Domain = None,
 ) -> alt.LayerChart:
     """Net stance (favor - against) toward one target, same encoding as the dial."""
     data = stances[stances["target"] == target]
@@ -201,10 +241,13 @@ def stance_chart(
         selectable=False,
         labels=False,  # too narrow for labels: the rules line up with the dial's above
         legend=False,  # the dial above carries it
+        domain=domain,
     )
 
 
-def volume_chart(volume: pd.DataFrame, playhead: datetime | None = None) -> alt.LayerChart:
+def volume_chart(
+    volume: pd.DataFrame, playhead: datetime | None = None, domain: Domain = None
+) -> alt.LayerChart:
     """Posts per minute, stacked by cohort (moderate at the bottom)."""
     data = volume.assign(
         minute=utc_naive(volume["minute"]),
@@ -214,7 +257,7 @@ def volume_chart(volume: pd.DataFrame, playhead: datetime | None = None) -> alt.
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=_x(),
+            x=_x(domain=domain),
             y=alt.Y("sum(n):Q", title="posts / minute"),
             color=_cohort_color(legend=False),
             order=alt.Order("order:Q"),
@@ -225,7 +268,7 @@ def volume_chart(volume: pd.DataFrame, playhead: datetime | None = None) -> alt.
             ],
         )
     )
-    return alt.layer(bars, *marker_layers(None, playhead)).properties(
+    return alt.layer(bars, *marker_layers(None, playhead, domain=domain)).properties(
         title="Posts per minute by cohort", height=240
     )
 

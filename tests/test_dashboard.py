@@ -97,6 +97,7 @@ def test_drilldown_filters_change_the_table(app_env: pytest.MonkeyPatch, fixture
     assert len(everything) > 0 and set(everything["sentiment"]) >= {"negative"}
     at.selectbox(key="drill_sentiment").set_value("negative").run()
     negative = drill_table(at)
+    assert any("posts at 00:20 UTC" in c.value for c in at.caption)  # the minute stays put
     assert 0 < len(negative) < len(everything)
     assert (negative["sentiment"] == "negative").all()
     at.selectbox(key="drill_cohort").set_value("moderate").run()
@@ -125,6 +126,19 @@ def test_sidebar_filters_live_mode_and_comparison(
     at.radio(key="mode").set_value("live").run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Mode"] == "live"
+
+
+def test_replay_scrubber_stops_the_lines_at_the_playhead(
+    app_env: pytest.MonkeyPatch, fixture_db: Path
+) -> None:
+    at = start(app_env, fixture_db)
+    scrubber = next(s for s in at.slider if s.key.startswith("playhead:"))
+    scrubber.set_value(scrubber.value.replace(hour=0, minute=30)).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Moderates at 00:30" in metrics
+    drill = next(s for s in at.selectbox if s.label == "Minute (UTC)" and "drill" in s.key)
+    assert drill.options[-1] == "00:30"  # nothing after the playhead
 
 
 def test_annotation_with_kafka_down_shows_a_message(

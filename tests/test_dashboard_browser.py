@@ -1,0 +1,170 @@
+"""The real dashboard in a real browser: `swingdial dashboard` + Debian's headless chromium.
+
+Needs ``apt-get install chromium`` (Playwright's own browser downloads are not used). Set
+``SWINGDIAL_UPDATE_SCREENSHOT=1`` to refresh ``docs/img/dashboard.png`` (written anyway when
+missing).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_db import build_test_db
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+README_SHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "dashboard.png"
+STARTUP_TIMEOUT_S = 90
+RENDER_TIMEOUT_MS = 90_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def swingdial_cli() -> list[str]:
+    script = Path(sys.executable).parent / "swingdial"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "stream.cli"]
+
+
+@pytest.fixture(scope="module")
+def dashboard_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`swingdial dashboard` on a free port, reading a fixture database."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    tmp = tmp_path_factory.mktemp("browser")
+    db = build_test_db(tmp / "fx.duckdb", minutes=120)
+    port = free_port()
+    env = {
+        **os.environ,
+        "SWINGDIAL_QUERY_PORT": str(free_port()),  # no Flight server: read the file
+        "SWINGDIAL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
+    log = (tmp / "dashboard.log").open("wb")
+    proc = subprocess.Popen(
+        [*swingdial_cli(), "dashboard", "--port", str(port), "--db", str(db)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dashboard exited: {(tmp / 'dashboard.log').read_text()}")
+            try:
+                with urllib.request.urlopen(url + "_stcore/health", timeout=2) as answer:
+                    if answer.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("dashboard did not answer on /_stcore/health")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()  # `swingdial dashboard` exec'd streamlit: this is its pid
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def posts_caption(page) -> int:  # noqa: ANN001 - playwright Page
+    text = page.get_by_text(re.compile(r"^\d+ posts at \d\d:\d\d UTC")).first.inner_text()
+    return int(text.split()[0])
+
+
+def wait_idle(page) -> None:  # noqa: ANN001 - playwright Page
+    """Until Streamlit's "running" widget is gone and the charts have settled."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=60_000)
+    page.wait_for_timeout(1500)
+
+
+def choose(page, label: str, option: str) -> None:  # noqa: ANN001 - playwright Page
+    """Pick ``option`` in the first Streamlit selectbox labelled ``label``."""
+    box = page.get_by_role("combobox", name=label).first
+    box.click()
+    box.fill(option)  # filters the (virtualised) option list
+    page.get_by_role("option", name=option, exact=True).first.click()
+
+
+def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # Tall viewport: Streamlit scrolls inside its own container, so a full-page
+            # screenshot only shows what the viewport holds.
+            page = browser.new_page(viewport={"width": 1500, "height": 4300})
+            page.goto(dashboard_url)
+            page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=RENDER_TIMEOUT_MS)
+            expect(page.locator(".vega-embed")).to_have_count(6, timeout=RENDER_TIMEOUT_MS)
+            dial = page.locator(".vega-embed").first
+            # rendered with data: the legend names the cohorts and the lines have paths
+            expect(dial).to_contain_text("moderate / undecided", timeout=RENDER_TIMEOUT_MS)
+            assert dial.locator("path").count() > 20
+            expect(dial).to_contain_text("Musk blames a DDoS attack")  # a moment's label
+
+            # drill-down: posts of the default minute, then only the negative ones at 00:20
+            expect(page.get_by_text(re.compile(r"^\d+ posts at"))).to_be_visible()
+            assert posts_caption(page) > 0
+            choose(page, "Minute (UTC)", "00:20")
+            expect(page.get_by_text(re.compile(r"posts at 00:20 UTC"))).to_be_visible(
+                timeout=30_000
+            )
+            all_posts = posts_caption(page)
+            choose(page, "Sentiment", "negative")
+            page.wait_for_timeout(500)
+            expect(page.get_by_text(re.compile(r"posts at 00:20 UTC"))).to_be_visible(
+                timeout=30_000
+            )
+            deadline = time.monotonic() + 30
+            while posts_caption(page) == all_posts and time.monotonic() < deadline:
+                page.wait_for_timeout(300)
+            negative = posts_caption(page)
+            assert 0 < negative < all_posts
+            cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
+            texts = " ".join(cells.all_inner_texts())
+            assert "negative" in texts and "positive" not in texts
+
+            shot = tmp_path / "dashboard.png"
+            choose(page, "Sentiment", "(all)")
+            wait_idle(page)
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 50_000
+            if not README_SHOT.exists() or os.environ.get("SWINGDIAL_UPDATE_SCREENSHOT"):
+                README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(shot, README_SHOT)
+        finally:
+            browser.close()
