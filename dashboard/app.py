@@ -281,6 +281,18 @@ def drilldown(
     )
 
 
+def ago(age: timedelta) -> str:
+    """'12 s ago', '5 min ago', '3 days ago': enough to tell live from finished."""
+    seconds = age.total_seconds()
+    if seconds < 120:
+        return f"{seconds:,.0f} s ago"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:,.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:,.0f} h ago"
+    return f"{seconds / 86400:,.0f} days ago"
+
+
 def health_panel(query: views.Query, run_id: str) -> None:
     """Is the pipeline keeping up?"""
     h = views.health(query, run_id, HEALTH_WINDOW_MIN)
@@ -299,8 +311,7 @@ def health_panel(query: views.Query, run_id: str) -> None:
     if h.last_received_at is not None:
         age = datetime.now(UTC) - h.last_received_at.to_pydatetime()
         st.caption(
-            f"Last post received {h.last_received_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"({age.total_seconds() / 60:,.0f} min ago)."
+            f"Last post received {h.last_received_at:%Y-%m-%d %H:%M:%S} UTC ({ago(age)})."
             + (f" Sink lag: {h.sink.get('lag')} records." if h.sink.get("lag") is not None else "")
         )
     left, right = st.columns([2, 1])
