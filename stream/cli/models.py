@@ -1,0 +1,265 @@
+"""`swingdial models ...`: train, evaluate and benchmark the scoring models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import click
+
+from stream.config import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@click.group("models")
+def models_group() -> None:
+    """Train, evaluate and benchmark the sentiment / stance / emotion models.
+
+    \b
+    Examples:
+      swingdial models train                 # LoRA multi-task fine-tuning (~40 min, 2 CPUs)
+      swingdial models train --method frozen # heads on the frozen encoder (~2 min)
+      swingdial models eval                  # metrics -> models/artifacts/metrics.json
+      swingdial models bench --batch 64
+    """
+
+
+def _data_root(data: Path | None) -> Path:
+    return Path(data) if data else get_settings().shared_data
+
+
+@models_group.command("train")
+@click.option(
+    "--method",
+    type=click.Choice(["lora", "frozen"]),
+    default="lora",
+    show_default=True,
+    help="lora: adapters on MiniLM + heads, one multi-task pass; frozen: heads only.",
+)
+@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Artifacts folder (default: models/artifacts).",
+)
+@click.option("--seed", default=13, show_default=True)
+@click.option("--epochs", type=float, default=None, help="Passes over the training mix.")
+@click.option("--rank", default=8, show_default=True, help="LoRA rank.")
+@click.option("--lr", type=float, default=None, help="Learning rate (default per method).")
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--max-length", default=64, show_default=True, help="Tokens per post.")
+@click.option(
+    "--sentiment-limit",
+    type=int,
+    default=None,
+    help="Use at most this many sentiment training posts (default per method).",
+)
+@click.option(
+    "--time-budget-min",
+    type=float,
+    default=45.0,
+    show_default=True,
+    help="LoRA: stop training after this many minutes (the schedule is sized to fit).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    help="Frozen: embedding cache (default: $SWINGDIAL_HOME/cache/embeddings).",
+)
+@click.option("--threads", type=int, default=None, help="torch threads (default: settings).")
+def train_command(
+    method: str,
+    data: Path | None,
+    out: Path | None,
+    seed: int,
+    epochs: float | None,
+    rank: int,
+    lr: float | None,
+    batch_size: int,
+    max_length: int,
+    sentiment_limit: int | None,
+    time_budget_min: float,
+    cache_dir: Path | None,
+    threads: int | None,
+) -> None:
+    """Train the models on the labelled data and write the artifacts (then evaluate).
+
+    The artifacts are small (adapters + heads + JSON); the labelled data stays in
+    SWINGDIAL_SHARED_DATA and is never copied. Training is seeded and runs on CPU.
+
+    \b
+    Examples:
+      swingdial models train
+      swingdial models train --method frozen --out /tmp/heads
+      nohup swingdial models train --out /tmp/lora > /tmp/train.log 2>&1 &
+      swingdial models train --rank 16 --epochs 1.5 --time-budget-min 30
+    """
+    import torch
+
+    from models.evaluate import evaluate
+    from models.paths import ARTIFACTS_DIR
+    from models.train import loto_frozen, save_artifacts, train_frozen
+
+    settings = get_settings()
+    torch.set_num_threads(threads or settings.torch_threads or 2)
+    root = _data_root(data)
+    out = Path(out or ARTIFACTS_DIR)
+    if method == "frozen":
+        cache = cache_dir or settings.home / "cache" / "embeddings"
+        heads, embed, info = train_frozen(
+            root,
+            seed=seed,
+            cache_dir=cache,
+            sentiment_limit=sentiment_limit or 16_000,
+            epochs=int(epochs or 12),
+        )
+        metrics = evaluate(heads, embed, root)
+        generic = info.pop("generic_texts")
+        metrics["loto"] = loto_frozen(
+            root,
+            embed,
+            ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"],
+            generic_texts=generic,
+        )
+        metrics["loto_note"] = "leave-one-target-out with the frozen encoder"
+        save_artifacts(out, heads, encoder=None, info=info, metrics=metrics, max_length=64)
+    else:
+        from models.lora import LoraConfig, train_lora
+
+        cfg = LoraConfig(
+            seed=seed,
+            rank=rank,
+            batch_size=batch_size,
+            max_length=max_length,
+            time_budget_min=time_budget_min,
+        )
+        if epochs is not None:
+            cfg.epochs = epochs
+        if lr is not None:
+            cfg.lr = lr
+        if sentiment_limit is not None:
+            cfg.sentiment_limit = sentiment_limit
+        train_lora(root, out, cfg)
+        metrics = json.loads((out / "metrics.json").read_text())
+    _print_metrics(metrics)
+    click.echo(f"artifacts written to {out}")
+
+
+@models_group.command("eval")
+@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Artifacts folder to evaluate (default: models/artifacts).",
+)
+@click.option(
+    "--write/--no-write",
+    default=True,
+    show_default=True,
+    help="Write the metrics into <artifacts>/metrics.json (keeps training-only entries).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
+def eval_command(data: Path | None, artifacts: Path | None, write: bool, as_json: bool) -> None:
+    """Evaluate the trained models on the validation splits and print the field's metrics.
+
+    Sentiment: macro-averaged recall; stance: F1avg (mean F1 of favor and against) per
+    target and pooled; P-Stance: macro-F1 per target; emotion: macro-F1.
+
+    \b
+    Examples:
+      swingdial models eval
+      swingdial models eval --artifacts /tmp/lora --no-write
+      SWINGDIAL_SHARED_DATA=/data/labelled swingdial models eval --json
+    """
+    import torch
+
+    from models.evaluate import evaluate
+    from models.paths import ARTIFACTS_DIR
+    from models.scorer import load_model, model_version
+
+    settings = get_settings()
+    torch.set_num_threads(settings.torch_threads or 2)
+    directory = Path(artifacts or ARTIFACTS_DIR)
+    encoder, heads, meta = load_model(directory)
+    metrics = evaluate(heads, encoder.encode, _data_root(data))
+    metrics["model_version"] = model_version(directory, meta)
+    path = directory / "metrics.json"
+    if write:
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps(old | metrics, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics(metrics)
+    if write:
+        click.echo(f"metrics written to {path}")
+
+
+@models_group.command("bench")
+@click.option("--batch", default=64, show_default=True)
+@click.option("--batches", default=10, show_default=True)
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Artifacts folder (default: models/artifacts).",
+)
+def bench_command(batch: int, batches: int, artifacts: Path | None) -> None:
+    """Model-only throughput: posts/s, p50/p95 batch latency, peak RSS (cache disabled).
+
+    \b
+    Examples:
+      swingdial models bench
+      SWINGDIAL_TORCH_THREADS=2 swingdial models bench --batch 64 --batches 20
+    """
+    from models.bench import format_result, run_bench
+
+    click.echo(format_result(run_bench(batch=batch, batches=batches, artifacts=artifacts)))
+
+
+@models_group.command("promote")
+@click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
+def promote_command(source: Path) -> None:
+    """Copy trained artifacts (e.g. from a background run in /tmp) into models/artifacts.
+
+    \b
+    Example:
+      swingdial models promote /tmp/lora
+    """
+    from models.paths import ARTIFACTS_DIR
+    from models.scorer import ARTIFACT_FILES
+
+    for name in (*ARTIFACT_FILES, "metrics.json"):
+        target = ARTIFACTS_DIR / name
+        if (source / name).exists():
+            shutil.copy2(source / name, target)
+        elif target.exists():
+            target.unlink()
+    click.echo(f"promoted {source} -> {ARTIFACTS_DIR}")
+
+
+def _print_metrics(m: dict) -> None:
+    s = m["sentiment"]
+    click.echo(f"sentiment  macro-recall {s['macro_recall']:.3f}  macro-F1 {s['macro_f1']:.3f}")
+    click.echo(f"emotion    macro-F1 {m['emotion']['macro_f1']:.3f}")
+    click.echo("P-Stance   (favor/against)   macro-F1   F1avg(3-way)  none-rate")
+    for target, row in m["pstance"].items():
+        click.echo(
+            f"  {target:<28}{row['macro_f1']:>8.3f}{row['f1avg']:>12.3f}{row['none_rate']:>11.3f}"
+        )
+    click.echo("TweetEval stance  F1avg (favor/against, 3-way prediction)")
+    for target, row in m["tweeteval_stance"].items():
+        click.echo(f"  {target:<34}{row['f1avg']:>8.3f}  (n={row['n']})")
+    if "unrelated_target_none_rate" in m:
+        rates = ", ".join(f"{k} {v:.2f}" for k, v in m["unrelated_target_none_rate"].items())
+        click.echo(f"unrelated target -> none rate: {rates}")
+    if "loto" in m:
+        click.echo(f"leave-one-target-out ({m.get('loto_note', '')})")
+        for target, row in m["loto"].items():
+            extra = f"  macro-F1 {row['macro_f1']:.3f}" if "macro_f1" in row else ""
+            click.echo(f"  {target:<28} F1avg {row['f1avg']:.3f}{extra}")
+
+
+COMMANDS = [models_group]

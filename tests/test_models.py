@@ -1,0 +1,345 @@
+"""Tests for models/: scorer contract and behaviour, cache, HF opt-in, cohort rules.
+
+The scorer loads once per module (encoder ~5 s). Tests that need the labelled data skip
+with a reason when ``settings.shared_data`` is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from models.cohort import CohortHistory, cohort_from_bio, decide
+from models.paths import ARTIFACTS_DIR
+from models.scorer import OTHER_TOPIC, load_scorer, map_sentiment_labels
+from stream.config import Settings
+
+TARGETS = ["Donald Trump", "Kamala Harris", "Elon Musk"]
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return load_scorer(Settings(score_cache_size=8, torch_threads=2), targets=TARGETS)
+
+
+@pytest.fixture(scope="module")
+def data_root():
+    root = Settings().shared_data
+    if not (root / "sentiment" / "val.jsonl").exists():
+        pytest.skip(f"labelled data not found in {root} (set SWINGDIAL_SHARED_DATA)")
+    return root
+
+
+# --- scorer contract -------------------------------------------------------------------
+
+
+def test_output_shape_and_probabilities(scorer):
+    (out,) = scorer.score_texts(["The debate tonight was something else."])
+    assert set(out) == {"sentiment", "stance", "emotion", "topic"}
+    assert set(out["sentiment"]["scores"]) == {"negative", "neutral", "positive"}
+    assert set(out["emotion"]["scores"]) == {"anger", "joy", "optimism", "sadness"}
+    assert set(out["stance"]) == set(TARGETS)
+    for target in TARGETS:
+        assert set(out["stance"][target]["scores"]) == {"favor", "against", "none"}
+    for block in [out["sentiment"], out["emotion"], out["topic"], *out["stance"].values()]:
+        assert block["label"] == max(block["scores"], key=block["scores"].get)
+        assert sum(block["scores"].values()) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_version_and_targets(scorer):
+    assert re.fullmatch(r"minilm-l6\+(heads|lora)-\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}", scorer.version)
+    assert scorer.targets == TARGETS
+
+
+def test_sentiment_clear_cases(scorer):
+    pos, neg = scorer.score_texts(
+        [
+            "I absolutely love this, what a wonderful and happy day!",
+            "This is awful, I hate it, worst experience of my life.",
+        ]
+    )
+    assert pos["sentiment"]["label"] == "positive"
+    assert neg["sentiment"]["label"] == "negative"
+    assert pos["sentiment"]["scores"]["positive"] > neg["sentiment"]["scores"]["positive"]
+
+
+def test_emotion_clear_cases(scorer):
+    angry, sad = scorer.score_texts(
+        [
+            "I am so furious and angry right now, this is outrageous #rage",
+            "I miss her so much, I can't stop crying, so sad and lonely",
+        ]
+    )
+    assert angry["emotion"]["label"] == "anger"
+    assert sad["emotion"]["label"] == "sadness"
+
+
+def test_stance_towards_named_target(scorer):
+    fav, ag = scorer.score_texts(
+        [
+            "Trump 2024! Best president ever, he will make America great again #MAGA",
+            "Trump is a liar and a crook, he must never be president again #NeverTrump",
+        ]
+    )
+    t = "Donald Trump"
+    assert fav["stance"][t]["label"] == "favor"
+    assert ag["stance"][t]["label"] == "against"
+    assert fav["stance"][t]["scores"]["favor"] > ag["stance"][t]["scores"]["favor"]
+
+
+def test_stance_none_for_unrelated_post_and_target(scorer):
+    (out,) = scorer.score_texts(["Just baked banana bread and went for a walk with my dog."])
+    for target in TARGETS:
+        assert out["stance"][target]["label"] == "none", target
+    (trump,) = scorer.score_texts(["Trump's rally in Ohio was huge, great speech! #MAGA"])
+    assert trump["stance"]["Elon Musk"]["label"] == "none"
+
+
+def test_topics_default_and_custom(scorer):
+    econ, outage, cooking = scorer.score_texts(
+        [
+            "Inflation and grocery prices are crushing working families, jobs and wages matter",
+            "The livestream is down again, the site keeps crashing and buffering",
+            "my cat knocked the flowerpot over lol",
+        ]
+    )
+    assert econ["topic"]["label"] == "economy"
+    assert outage["topic"]["label"] == "tech_outage"
+    assert cooking["topic"]["label"] == OTHER_TOPIC
+    custom = load_scorer(
+        Settings(score_cache_size=4),
+        targets=["Donald Trump"],
+        topics=[("space", "rockets, NASA, Mars missions and astronauts"), ("other", "")],
+    )
+    (out,) = custom.score_texts(["NASA launched a new rocket to Mars with astronauts"])
+    assert set(out["topic"]["scores"]) == {"space", "other"}
+    assert out["topic"]["label"] == "space"
+
+
+# --- cache -----------------------------------------------------------------------------
+
+
+def test_cache_serves_repeats_without_encoder(scorer):
+    text = "cache check: the moderator cut him off again"
+    before = scorer.encoder_calls
+    first = scorer.score_texts([text, text, text])
+    assert scorer.encoder_calls == before + 1  # duplicates within a call: one pass
+    assert first[0] == first[1] == first[2]
+    second = scorer.score_texts([text])
+    assert scorer.encoder_calls == before + 1  # between calls: served from the cache
+    assert second[0] == first[0]
+    second[0]["sentiment"]["label"] = "mutated"  # callers cannot corrupt the cache
+    assert scorer.score_texts([text])[0] == first[0]
+
+
+def test_cache_is_bounded_lru(scorer):
+    texts = [f"lru probe number {i} about the debate" for i in range(12)]
+    scorer.score_texts(texts)
+    assert len(scorer._cache) <= scorer.cache_size == 8
+    calls = scorer.encoder_calls
+    scorer.score_texts([texts[-1]])  # recent: cached
+    assert scorer.encoder_calls == calls
+    scorer.score_texts([texts[0]])  # evicted: encoded again
+    assert scorer.encoder_calls == calls + 1
+
+
+def test_same_result_as_uncached_scoring(scorer):
+    text = "Harris had the better answer on the economy tonight"
+    a = scorer.score_texts([text])[0]
+    fresh = load_scorer(Settings(score_cache_size=0), targets=TARGETS)
+    b = fresh.score_texts([text, "another text to change the batch padding"])[0]
+    for task in ("sentiment", "emotion", "topic"):
+        assert a[task]["label"] == b[task]["label"]
+        for k, v in a[task]["scores"].items():
+            assert b[task]["scores"][k] == pytest.approx(v, abs=2e-3)
+
+
+# --- artifacts -------------------------------------------------------------------------
+
+
+def test_artifacts_small_and_described():
+    files = list(ARTIFACTS_DIR.iterdir())
+    assert sum(f.stat().st_size for f in files if f.is_file()) < 5_000_000
+    meta = json.loads((ARTIFACTS_DIR / "model.json").read_text())
+    assert meta["labels"]["stance"] == ["favor", "against", "none"]
+    metrics = json.loads((ARTIFACTS_DIR / "metrics.json").read_text())
+    assert 0.5 < metrics["sentiment"]["macro_recall"] <= 1.0
+    assert set(metrics["pstance"]) >= {"Donald Trump", "Joe Biden", "Bernie Sanders", "pooled"}
+
+
+# --- Hugging Face opt-in -------------------------------------------------------------------
+
+
+def _tiny_classifier(path, id2label):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "the", "movie", "is"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    model.save_pretrained(path)
+    return model
+
+
+def test_hf_sentiment_opt_in(tmp_path, scorer):
+    import torch
+    from transformers import BertTokenizerFast
+
+    model = _tiny_classifier(tmp_path, {0: "POSITIVE", 1: "NEGATIVE", 2: "neutral"})
+    settings = Settings(hf_model=str(tmp_path), allow_hub_download=False, score_cache_size=4)
+    hf = load_scorer(settings, targets=["Donald Trump"])
+    assert "+hf:" in hf.version
+    text = "the movie is good"
+    out = hf.score_texts([text])[0]
+    tok = BertTokenizerFast.from_pretrained(tmp_path)
+    with torch.inference_mode():
+        probs = torch.softmax(model.eval()(**tok([text], return_tensors="pt")).logits, -1)[0]
+    expected = {"positive": probs[0], "negative": probs[1], "neutral": probs[2]}
+    for name, p in expected.items():
+        assert out["sentiment"]["scores"][name] == pytest.approx(float(p), abs=1e-3)
+    # the other heads still come from the bundled model
+    assert set(out["stance"]) == {"Donald Trump"}
+
+
+def test_hf_missing_model_fails_fast_offline(tmp_path):
+    settings = Settings(hf_model="nobody/definitely-not-a-local-model", allow_hub_download=False)
+    with pytest.raises(OSError):
+        load_scorer(settings)
+
+
+def test_label_mapping_by_name():
+    assert map_sentiment_labels({0: "NEGATIVE", 1: "NEUTRAL", 2: "POSITIVE"}) == [0, 1, 2]
+    assert map_sentiment_labels({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}) == [0, 1, 2]
+    assert map_sentiment_labels({0: "POS", 1: "NEG"}) == [2, 0]
+    stars = map_sentiment_labels({i: f"{i + 1} stars" for i in range(5)})
+    assert stars == [0, 0, 1, 2, 2]
+    with pytest.raises(ValueError):
+        map_sentiment_labels({0: "spam", 1: "ham"})
+
+
+# --- labelled data (skips without it) ---------------------------------------------------
+
+
+def test_stance_negatives_do_not_mention_their_target(data_root):
+    from models.data import mentions, stance_train_set
+
+    rows = stance_train_set(data_root, weak_limit=200)
+    negatives = [ex for ex in rows if ex.source == "negative"]
+    assert len(negatives) > 1000
+    assert {ex.label for ex in negatives} == {"none"}
+    assert not any(mentions(ex.text, ex.target) for ex in negatives)
+    assert not {"Kamala Harris", "Elon Musk"} & {ex.target for ex in rows}
+
+
+def test_sentiment_val_accuracy_sample(scorer, data_root):
+    from sklearn.metrics import recall_score
+
+    from models.data import load_labelled
+
+    texts, gold = load_labelled(data_root, "sentiment", "val")
+    texts, gold = texts[:200], gold[:200]
+    pred = [o["sentiment"]["label"] for o in scorer.score_texts(texts)]
+    assert recall_score(gold, pred, average="macro") > 0.55
+
+
+# --- cohort ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bio", "label", "phrase"),
+    [
+        ("Independent. Swing voter in PA", "moderate", "Swing voter"),
+        ("undecided, tired of both parties", "moderate", "both parties"),
+        ("centrist dad", "moderate", "centrist"),
+        ("Fiscally conservative, socially liberal", "moderate", "Fiscally"),
+        ("MAGA patriot | 2A | Trump 2024", "lean_right", "MAGA"),
+        ("Proud conservative. Pro-life. America First", "lean_right", "America First"),
+        ("Progressive. #Resist. Vote blue", "lean_left", "Progressive"),
+        ("Democrat, BLM, pro-choice, Harris 2024", "lean_left", "Harris 2024"),
+        ("Breaking news and politics from DC", "unknown", "news"),
+        ("Follow back! crypto giveaway, DM for promo", "unknown", "crypto"),
+        ("pro-life Democrat", "moderate", "pro-life"),
+        ("", "unknown", None),
+        ("coffee, hiking, dogs", "unknown", None),
+        ("Democracy lover", "unknown", None),
+    ],
+)
+def test_cohort_from_bio(bio, label, phrase):
+    got, evidence = cohort_from_bio(bio)
+    assert got == label
+    if phrase is None:
+        assert evidence == []
+    else:
+        assert any(phrase.lower() in e.lower() for e in evidence), evidence
+
+
+def test_cohort_history_roundtrip_and_points():
+    h = CohortHistory()
+    h.add({"Donald Trump": "favor", "Kamala Harris": "none"})
+    h.add({"Donald Trump": {"label": "favor", "scores": {"favor": 0.9}}})
+    h.add({"Kamala Harris": {"label": "against", "scores": {"against": 0.4}}})  # unsure: ignored
+    h.add({"Elon Musk": "favor"})  # not a partisan target
+    assert h.posts == 4
+    assert h.stance_posts == 3
+    assert h.points() == {"lean_left": 0, "lean_right": 2}
+    again = CohortHistory.from_dict(json.loads(json.dumps(h.to_dict())))
+    assert again == h
+
+
+def _history(*calls):
+    h = CohortHistory()
+    for call in calls:
+        h.add(call)
+    return h
+
+
+def test_decide_combines_bio_and_history():
+    right = _history(*[{"Donald Trump": "favor"}] * 3, {"Kamala Harris": "against"})
+    mixed = _history(
+        {"Donald Trump": "favor"}, {"Donald Trump": "against"}, {"Kamala Harris": "favor"}
+    )
+    label, ev = decide(("unknown", []), right)
+    assert label == "lean_right" and any("history" in e for e in ev)
+    assert decide(("unknown", []), mixed)[0] == "moderate"
+    assert decide(("unknown", []), _history({"Donald Trump": "favor"}))[0] == "unknown"
+    assert decide(("unknown", ["news"]), right)[0] == "unknown"  # media stays unknown
+    label, ev = decide(("moderate", ["swing voter"]), right)
+    assert label == "moderate" and "bio: swing voter" in ev
+    strong = _history(*[{"Donald Trump": "favor"}] * 7)
+    assert decide(("moderate", ["swing voter"]), strong)[0] == "lean_right"
+    assert decide(("lean_left", ["vote blue"]), right.to_dict())[0] == "lean_left"
+    assert decide(cohort_from_bio("Independent"), None)[0] == "moderate"
+
+
+def test_scorer_output_feeds_history(scorer):
+    outs = scorer.score_texts(
+        [
+            "Trump 2024! Best president ever #MAGA",
+            "Four more years for Trump, he has my vote #Trump2024",
+            "Donald Trump is the only one who can fix this country, vote Trump",
+        ]
+    )
+    h = _history(*[o["stance"] for o in outs])
+    assert h.points()["lean_right"] >= 2
+    assert decide(("unknown", []), h, min_posts=2)[0] == "lean_right"
+
+
+def test_embeddings_are_normalised(scorer):
+    emb = scorer.embed(["one", "two words"])
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
