@@ -7,15 +7,18 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
+import streamlit as st
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
 from dashboard import charts
 from stream import views
 from stream.cli.dashboard import app_path, dashboard_command, streamlit_command
-from stream.config import get_settings
+from stream.config import Settings, get_settings
+from stream.query import serve_in_thread
 from stream.store import connect
 from tests.fixtures_db import LIVE_RUN, REPLAY_RUN, build_test_db
 
@@ -139,6 +142,40 @@ def test_replay_scrubber_stops_the_lines_at_the_playhead(
     assert "Moderates at 00:30" in metrics
     drill = next(s for s in at.selectbox if s.label == "Minute (UTC)" and "drill" in s.key)
     assert drill.options[-1] == "00:30"  # nothing after the playhead
+
+
+def test_live_mode_reads_through_flight_while_a_writer_holds_the_file(
+    app_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The live case: the sink holds the file, so the page must read over Arrow Flight."""
+    db = build_test_db(tmp_path / "held.duckdb", minutes=30)
+    port = closed_port()
+    app_env.setenv("SWINGDIAL_QUERY_PORT", str(port))
+    writer = connect(db)  # holds DuckDB's lock, like the sink
+    server = serve_in_thread(writer, Settings(duckdb_path=db, query_port=port))
+    try:
+        with pytest.raises(duckdb.Error):  # no direct reads while the writer holds it
+            duckdb.connect(str(db), read_only=True)
+        at = start(app_env, db)
+        at.radio(key="mode").set_value("live").run()
+        assert not at.exception
+        assert {m.label for m in at.metric} >= {"Moderates at 00:29"}
+        assert len(charts_of(at)) >= 6
+        # the "sink" stores a new minute; the next refresh follows it
+        writer.execute(
+            "INSERT INTO scores SELECT * REPLACE (post_id || '-new' AS post_id, "
+            "minute + INTERVAL 1 MINUTE AS minute, event_time + INTERVAL 1 MINUTE AS event_time) "
+            "FROM scores WHERE run_id = ? AND minute = (SELECT max(minute) FROM scores "
+            "WHERE run_id = ?)",
+            [LIVE_RUN, LIVE_RUN],
+        )
+        st.cache_data.clear()  # as if the refresh period had passed
+        at.run()
+        assert not at.exception
+        assert "Moderates at 00:30" in {m.label for m in at.metric}
+    finally:
+        server.shutdown()
+        writer.close()
 
 
 def test_annotation_with_kafka_down_shows_a_message(
