@@ -103,6 +103,11 @@ def posts_caption(page) -> int:  # noqa: ANN001 - playwright Page
     return int(text.split()[0])
 
 
+def caption_minute(page) -> str:  # noqa: ANN001 - playwright Page
+    text = page.get_by_text(re.compile(r"^\d+ posts at \d\d:\d\d UTC")).first.inner_text()
+    return text.split(" at ")[1][:5]
+
+
 def wait_idle(page) -> None:  # noqa: ANN001 - playwright Page
     """Until Streamlit's "running" widget is gone and the charts have settled."""
     page.wait_for_timeout(500)
@@ -126,7 +131,7 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
         try:
             # Tall viewport: Streamlit scrolls inside its own container, so a full-page
             # screenshot only shows what the viewport holds.
-            page = browser.new_page(viewport={"width": 1500, "height": 4300})
+            page = browser.new_page(viewport={"width": 1500, "height": 3800})
             page.goto(dashboard_url)
             page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=RENDER_TIMEOUT_MS)
             expect(page.locator(".vega-embed")).to_have_count(6, timeout=RENDER_TIMEOUT_MS)
@@ -139,6 +144,16 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             # drill-down: posts of the default minute, then only the negative ones at 00:20
             expect(page.get_by_text(re.compile(r"^\d+ posts at"))).to_be_visible()
             assert posts_caption(page) > 0
+
+            # clicking a point of the dial drills into that minute
+            before = caption_minute(page)
+            points = dial.locator("g.mark-symbol path")
+            assert points.count() > 100
+            points.nth(100).click(force=True)
+            deadline = time.monotonic() + 30
+            while caption_minute(page) == before and time.monotonic() < deadline:
+                page.wait_for_timeout(300)
+            assert caption_minute(page) != before and posts_caption(page) > 0
             choose(page, "Minute (UTC)", "00:20")
             expect(page.get_by_text(re.compile(r"posts at 00:20 UTC"))).to_be_visible(
                 timeout=30_000
