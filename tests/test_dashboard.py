@@ -191,6 +191,16 @@ def test_annotation_with_kafka_down_shows_a_message(
     assert len(charts_of(at)) >= 6  # the rest of the page is intact
 
 
+def test_exports_csv_html_and_png(app_env: pytest.MonkeyPatch, fixture_db: Path) -> None:
+    at = start(app_env, fixture_db)
+    labels = {b.label for b in at.get("download_button")}
+    assert {"Download data (CSV)", "Download chart (HTML)"} <= labels
+    next(b for b in at.button if b.label == "Render chart as PNG").click().run()
+    assert not at.exception and not at.warning
+    assert "Download chart (PNG)" in {b.label for b in at.get("download_button")}
+    assert at.session_state["png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_waiting_message_for_missing_and_empty_db(
     app_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
