@@ -41,6 +41,7 @@ def run_bench(
     warmup: int = 1,
     artifacts: Path | None = None,
     threads: int | None = None,
+    precision: str = "fp32",
 ) -> dict:
     """Load the scorer (cache off), score ``batches`` batches, return the measurements."""
     import torch
@@ -51,7 +52,7 @@ def run_bench(
     settings = Settings(score_cache_size=0, torch_threads=threads or 0)
     if threads:
         torch.set_num_threads(threads)
-    scorer = load_scorer(settings, artifacts=artifacts)
+    scorer = load_scorer(settings, artifacts=artifacts, precision=precision)
     texts = synthetic_posts(batch * (batches + warmup))
     for i in range(warmup):
         scorer.score_texts(texts[i * batch : (i + 1) * batch])
@@ -63,6 +64,7 @@ def run_bench(
     lat = np.array(latencies)
     return {
         "version": scorer.version,
+        "precision": precision,
         "batch": batch,
         "batches": batches,
         "torch_threads": torch.get_num_threads(),
@@ -75,7 +77,8 @@ def run_bench(
 
 def format_result(r: dict) -> str:
     return (
-        f"{r['version']}  batch {r['batch']} x {r['batches']}, {r['torch_threads']} threads: "
+        f"{r['version']} {r['precision']}  batch {r['batch']} x {r['batches']}, "
+        f"{r['torch_threads']} threads: "
         f"{r['posts_per_s']} posts/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, "
         f"peak RSS {r['peak_rss_mb']} MB"
     )
@@ -87,9 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--artifacts", type=Path, default=None)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args(argv)
     result = run_bench(
-        batch=args.batch, batches=args.batches, artifacts=args.artifacts, threads=args.threads
+        batch=args.batch,
+        batches=args.batches,
+        artifacts=args.artifacts,
+        threads=args.threads,
+        precision=args.precision,
     )
     print(format_result(result))
 

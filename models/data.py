@@ -53,6 +53,23 @@ _MENTIONS = {
 }
 
 
+# Fictional people used by the entity-swap augmentation (see :func:`entity_swap`).
+FICTIONAL_PEOPLE = [
+    ("Laura", "Whitfield"), ("Marcus", "Delgado"), ("Helen", "Okafor"), ("Victor", "Lindqvist"),
+    ("Dana", "Petrakis"), ("Samuel", "Brandt"), ("Rosa", "Villanueva"), ("Curtis", "Holloway"),
+    ("Irene", "Castellano"), ("Walter", "Pryce"), ("Naomi", "Fairbanks"), ("Gregory", "Achterberg"),
+    ("Priya", "Raman"), ("Dexter", "Monroe"), ("Yvonne", "Galloway"), ("Tobias", "Renner"),
+    ("Carmen", "Ostrowski"), ("Howard", "Kessler"), ("Amara", "Nwosu"), ("Frank", "Delacroix"),
+]  # fmt: skip
+# Full name, then surname / first name patterns, per person target with data.
+_NAME_PATTERNS = {
+    "Donald Trump": (r"donald\s+(?:j\.?\s*)?trump|realdonaldtrump", r"trump", r"donald"),
+    "Joe Biden": (r"joe\s+biden|joebiden", r"biden", r"\bjoe\b"),
+    "Bernie Sanders": (r"bernie\s+sanders|berniesanders", r"sanders", r"bernie"),
+    "Hillary Clinton": (r"hillary\s+(?:rodham\s+)?clinton|hillaryclinton", r"clinton", r"hillary"),
+}
+
+
 @dataclass(frozen=True)
 class StanceExample:
     text: str
@@ -108,12 +125,14 @@ def stance_train_set(
     exclude_targets: tuple[str, ...] = (),
     generic_texts: list[str] | None = None,
     generic_n: int = 3000,
+    swap_share: float = 0.0,
 ) -> list[StanceExample]:
     """P-Stance + TweetEval stance + (subsampled) weak SemEval Trump + "none" negatives.
 
     Negatives are (a) stance posts paired with a target they do not mention and (b) everyday
     posts (``generic_texts``, e.g. sentiment tweets) paired with any target: without (b) the
     head has never seen a non-political post and guesses favor/against for "banana bread".
+    ``swap_share`` adds renamed copies (:func:`entity_swap`).
     ``exclude_targets`` drops a target entirely (leave-one-target-out evaluation).
     """
     rng = random.Random(seed)
@@ -135,6 +154,31 @@ def stance_train_set(
         other = rng.choice(pool)
         if not any(mentions(text, t) for t in targets) and not mentions(text, other):
             negatives.append(StanceExample(text, other, "none", "negative"))
-    out = real + negatives
+    swaps = entity_swap(real, rng, swap_share) if swap_share > 0 else []
+    out = real + negatives + swaps
     rng.shuffle(out)
+    return out
+
+
+def entity_swap(
+    examples: list[StanceExample], rng: random.Random, share: float = 0.3
+) -> list[StanceExample]:
+    """Copies of person-target posts with the person renamed to a fictional one.
+
+    Teaches the target-conditioned head to read "what does the post say about the person
+    named in the target" instead of memorising Trump/Biden/Sanders; the only lever we have
+    for targets without labelled data (Kamala Harris, Elon Musk).
+    """
+    out = []
+    for ex in examples:
+        pats = _NAME_PATTERNS.get(ex.target)
+        if pats is None or ex.label == "none" or rng.random() > share:
+            continue
+        if not re.search("|".join(pats), ex.text, flags=re.IGNORECASE):
+            continue
+        first, last = rng.choice(FICTIONAL_PEOPLE)
+        text = re.sub(pats[0], f"{first} {last}", ex.text, flags=re.IGNORECASE)
+        text = re.sub(pats[1], last, text, flags=re.IGNORECASE)
+        text = re.sub(pats[2], first, text, flags=re.IGNORECASE)
+        out.append(StanceExample(text, f"{first} {last}", ex.label, "swap"))
     return out

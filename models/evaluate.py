@@ -29,6 +29,9 @@ from models.data import (
 from models.heads import Heads
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
+# 30 posts about Kamala Harris / Elon Musk written by the model author (no labelled data
+# exists for them): a sanity check of unseen-target stance, not a benchmark.
+HANDWRITTEN = Path(__file__).resolve().parent / "eval" / "unseen_targets.jsonl"
 
 
 def f1avg(gold: Sequence[str], pred: Sequence[str]) -> float:
@@ -126,6 +129,8 @@ def evaluate(
             probs = stance_probs(heads, sample_emb, [other] * len(sample), emb)
             rates[other] = round(float(np.mean(probs.argmax(1) == 2)), 4)
         metrics["unrelated_target_none_rate"] = rates
+    if HANDWRITTEN.exists():
+        metrics["handwritten_unseen"] = handwritten_unseen(heads, embed)
     metrics["summary"] = {
         "sentiment_macro_recall": metrics["sentiment"]["macro_recall"],
         "emotion_macro_f1": metrics["emotion"]["macro_f1"],
@@ -133,3 +138,30 @@ def evaluate(
         "stance_f1avg_pooled_tweeteval": metrics["tweeteval_stance"]["pooled"]["f1avg"],
     }
     return metrics
+
+
+def handwritten_unseen(heads: Heads, embed: EmbedFn) -> dict:
+    """Stance on the handwritten Harris/Musk posts: accuracy (3-way) and F1avg per target."""
+    from models.data import read_jsonl
+
+    rows = [StanceExample(r["text"], r["target"], r["label"], "handwritten")
+            for r in read_jsonl(HANDWRITTEN)]  # fmt: skip
+    targets = sorted({ex.target for ex in rows})
+    probs = stance_probs(
+        heads,
+        embed([ex.text for ex in rows]),
+        [ex.target for ex in rows],
+        dict(zip(targets, embed(targets), strict=True)),
+    )
+    pred = [STANCE_LABELS[int(i)] for i in probs.argmax(1)]
+    out: dict = {"note": "30 author-written posts; sanity check, not a benchmark"}
+    for target in [*targets, "pooled"]:
+        idx = [i for i, ex in enumerate(rows) if target in (ex.target, "pooled")]
+        gold = [rows[i].label for i in idx]
+        got = [pred[i] for i in idx]
+        out[target] = {
+            "n": len(idx),
+            "accuracy": round(float(np.mean(np.array(gold) == np.array(got))), 4),
+            "f1avg": round(f1avg(gold, got), 4),
+        }
+    return out

@@ -32,7 +32,7 @@ from models.heads import Heads
 
 log = logging.getLogger(__name__)
 
-SOURCE_WEIGHT = {"pstance": 1.0, "tweeteval": 1.0, "negative": 1.0, "weak": 0.5}
+SOURCE_WEIGHT = {"pstance": 1.0, "tweeteval": 1.0, "negative": 1.0, "weak": 0.5, "swap": 0.7}
 
 
 def seed_everything(seed: int) -> None:

@@ -206,17 +206,24 @@ def eval_command(data: Path | None, artifacts: Path | None, write: bool, as_json
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="Artifacts folder (default: models/artifacts).",
 )
-def bench_command(batch: int, batches: int, artifacts: Path | None) -> None:
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+def bench_command(
+    batch: int, batches: int, artifacts: Path | None, precision: str, threads: int | None
+) -> None:
     """Model-only throughput: posts/s, p50/p95 batch latency, peak RSS (cache disabled).
 
     \b
     Examples:
       swingdial models bench
-      SWINGDIAL_TORCH_THREADS=2 swingdial models bench --batch 64 --batches 20
+      swingdial models bench --batch 64 --batches 20 --threads 2 --precision bf16
     """
     from models.bench import format_result, run_bench
 
-    click.echo(format_result(run_bench(batch=batch, batches=batches, artifacts=artifacts)))
+    result = run_bench(
+        batch=batch, batches=batches, artifacts=artifacts, precision=precision, threads=threads
+    )
+    click.echo(format_result(result))
 
 
 @models_group.command("promote")
@@ -255,6 +262,12 @@ def _print_metrics(m: dict) -> None:
     if "unrelated_target_none_rate" in m:
         rates = ", ".join(f"{k} {v:.2f}" for k, v in m["unrelated_target_none_rate"].items())
         click.echo(f"unrelated target -> none rate: {rates}")
+    if "handwritten_unseen" in m:
+        h = m["handwritten_unseen"]
+        click.echo("unseen targets, 30 handwritten posts (sanity check, not a benchmark)")
+        for target, row in h.items():
+            if isinstance(row, dict):
+                click.echo(f"  {target:<28} acc {row['accuracy']:.3f}  F1avg {row['f1avg']:.3f}")
     if "loto" in m:
         click.echo(f"leave-one-target-out ({m.get('loto_note', '')})")
         for target, row in m["loto"].items():
