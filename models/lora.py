@@ -59,6 +59,7 @@ class LoraConfig:
     max_steps: int | None = None
     warm_start: str | None = str(ARTIFACTS_DIR)  # frozen heads to start from
     checkpoint_every: int = 200
+    exclude_targets: tuple[str, ...] = ()  # leave-one-target-out runs
 
 
 def _cycle(items: list, rng: random.Random):
@@ -105,6 +106,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         weak_limit=cfg.weak_limit,
         generic_texts=[t for t, _ in sent[:20_000]],
         swap_share=cfg.swap_share,
+        exclude_targets=tuple(cfg.exclude_targets),
     )
     stance_rows = [
         (ex.text, ex.target, STANCE_LABELS.index(ex.label), SOURCE_WEIGHT[ex.source])
@@ -195,7 +197,8 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     info = {
         "method": "LoRA multi-task fine-tuning of all-MiniLM-L6-v2 (one encoder pass for "
         "sentiment + stance + emotion), MLP heads",
-        "config": asdict(cfg) | {"mix": list(cfg.mix)},
+        "config": asdict(cfg)
+        | {"mix": list(cfg.mix), "exclude_targets": list(cfg.exclude_targets)},
         "steps_done": step + 1,
         "steps_planned": steps,
         "train_seconds": round(train_s, 1),

@@ -70,6 +70,18 @@ def _data_root(data: Path | None) -> Path:
     help="Frozen: embedding cache (default: $SWINGDIAL_HOME/cache/embeddings).",
 )
 @click.option("--threads", type=int, default=None, help="torch threads (default: settings).")
+@click.option(
+    "--exclude-target",
+    "exclude_targets",
+    multiple=True,
+    help="LoRA: leave this stance target out of training (leave-one-target-out evaluation).",
+)
+@click.option(
+    "--warm-start/--no-warm-start",
+    default=True,
+    show_default=True,
+    help="LoRA: start the heads from the frozen heads in models/artifacts.",
+)
 def train_command(
     method: str,
     data: Path | None,
@@ -84,6 +96,8 @@ def train_command(
     time_budget_min: float,
     cache_dir: Path | None,
     threads: int | None,
+    exclude_targets: tuple[str, ...],
+    warm_start: bool,
 ) -> None:
     """Train the models on the labelled data and write the artifacts (then evaluate).
 
@@ -96,6 +110,7 @@ def train_command(
       swingdial models train --method frozen --out /tmp/heads
       nohup swingdial models train --out /tmp/lora > /tmp/train.log 2>&1 &
       swingdial models train --rank 16 --epochs 1.5 --time-budget-min 30
+      swingdial models train --exclude-target "Joe Biden" --no-warm-start --out /tmp/loto
     """
     import torch
 
@@ -135,7 +150,10 @@ def train_command(
             batch_size=batch_size,
             max_length=max_length,
             time_budget_min=time_budget_min,
+            exclude_targets=tuple(exclude_targets),
         )
+        if not warm_start or exclude_targets:  # frozen heads saw every target: no leaks
+            cfg.warm_start = None
         if epochs is not None:
             cfg.epochs = epochs
         if lr is not None:

@@ -1,0 +1,132 @@
+"""Training building blocks (LoRA wrapping, head fitting, data helpers) and the CLI surface.
+
+Uses a tiny randomly initialised BERT, so nothing here needs the encoder or the data.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from models.data import StanceExample, entity_swap, mentions
+from models.encoder import LoRALinear, add_lora, lora_state_dict, mean_pool
+from models.heads import Heads, pair_features
+from models.train import class_weights, fit_simple_head
+
+
+@pytest.fixture()
+def tiny_bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    return BertModel(config).eval()
+
+
+def test_lora_starts_as_identity_and_trains_only_adapters(tiny_bert):
+    ids = torch.randint(0, 50, (3, 7))
+    before = tiny_bert(input_ids=ids).last_hidden_state
+    wrapped = add_lora(tiny_bert, rank=2, alpha=4)
+    assert len(wrapped) == 2 * 6  # q, k, v, attn-out, intermediate, output per layer
+    after = tiny_bert(input_ids=ids).last_hidden_state
+    assert torch.allclose(before, after, atol=1e-6)  # B = 0: no change before training
+    trainable = {n for n, p in tiny_bert.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    tiny_bert.train()
+    tiny_bert(input_ids=ids).last_hidden_state.sum().backward()
+    layer = tiny_bert.encoder.layer[0].attention.self.query
+    assert isinstance(layer, LoRALinear)
+    assert layer.lora_B.grad is not None and layer.base.weight.grad is None
+    state = lora_state_dict(tiny_bert)
+    assert len(state) == 2 * len(wrapped)
+    assert all("lora_A" in k or "lora_B" in k for k in state)
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.allclose(mean_pool(hidden, mask), torch.tensor([[2.0, 2.0]]))
+
+
+def test_pair_features_and_head_shapes():
+    heads = Heads(dim=8, hidden=4)
+    t, g = torch.randn(5, 8), torch.randn(5, 8)
+    assert pair_features(t, g).shape == (5, 32)
+    assert heads.stance_logits(t, g).shape == (5, 3)
+    assert heads.sentiment(t).shape == (5, 3)
+    assert heads.emotion(t).shape == (5, 4)
+
+
+def test_fit_simple_head_learns_separable_data():
+    torch.manual_seed(0)
+    centers = torch.randn(3, 8) * 3
+    labels = [["negative", "neutral", "positive"][i % 3] for i in range(300)]
+    x = torch.stack([centers[i % 3] + torch.randn(8) * 0.3 for i in range(300)])
+    texts = [f"t{i}" for i in range(300)]
+    table = dict(zip(texts, x.numpy(), strict=True))
+
+    def embed(items):
+        return torch.stack([torch.from_numpy(table[t]) for t in items]).numpy()
+
+    heads = Heads(dim=8, hidden=16)
+    names = ["negative", "neutral", "positive"]
+    fit_simple_head(heads.sentiment, embed, texts, labels, names, epochs=20, seed=0)
+    with torch.inference_mode():
+        pred = heads.sentiment(x).argmax(1)
+    acc = (pred == torch.tensor([i % 3 for i in range(300)])).float().mean()
+    assert acc > 0.95
+
+
+def test_class_weights_favour_rare_classes():
+    w = class_weights(["a"] * 8 + ["b"] * 2, ["a", "b"])
+    assert w[1] > w[0]
+    assert float(w.mean()) == pytest.approx(1.0)
+
+
+def test_entity_swap_renames_the_target_everywhere():
+    rows = [
+        StanceExample(
+            "Trump lied again. #Trump2020 @realDonaldTrump", "Donald Trump", "against", "x"
+        ),
+        StanceExample("Go Bernie! Sanders for president", "Bernie Sanders", "favor", "x"),
+        StanceExample("nothing about anyone", "Donald Trump", "favor", "x"),
+        StanceExample("Trump rally", "Donald Trump", "none", "x"),
+    ]
+    swapped = entity_swap(rows, random.Random(0), share=1.0)
+    assert len(swapped) == 2  # no mention / "none" rows are not swapped
+    for ex in swapped:
+        low = ex.text.lower()
+        assert "trump" not in low and "bernie" not in low and "sanders" not in low
+        assert ex.target.split()[-1] in ex.text
+        assert ex.label in ("favor", "against") and ex.source == "swap"
+
+
+def test_mentions():
+    assert mentions("Bernie was great", "Bernie Sanders")
+    assert mentions("#MAGA all the way", "Donald Trump")
+    assert not mentions("I like pancakes", "Donald Trump")
+    assert mentions("Musk tweeted again", "Elon Musk")
+
+
+def test_cli_group_and_help():
+    from stream.cli.models import COMMANDS, models_group
+
+    assert [models_group] == COMMANDS
+    runner = CliRunner()
+    result = runner.invoke(models_group, ["--help"])
+    assert result.exit_code == 0
+    for name in ("train", "eval", "bench", "promote"):
+        assert name in result.output
+    for name in ("train", "eval"):
+        result = runner.invoke(models_group, [name, "--help"])
+        assert result.exit_code == 0 and "Examples:" in result.output
