@@ -9,8 +9,10 @@ scorer (encoder + every head + topics), in batches like the worker's.
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +84,19 @@ def format_result(r: dict) -> str:
         f"{r['posts_per_s']} posts/s, p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, "
         f"peak RSS {r['peak_rss_mb']} MB"
     )
+
+
+def run(
+    posts: int = 2048,
+    batch_size: int = 64,
+    echo: Callable[[str], object] = print,
+    **kwargs: object,
+) -> dict:
+    """``run_bench`` sized by a number of posts, printing through ``echo`` (stream/bench.py)."""
+    batches = max(1, math.ceil(posts / batch_size))
+    result = run_bench(batch=batch_size, batches=batches, **kwargs)  # type: ignore[arg-type]
+    echo(format_result(result))
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:

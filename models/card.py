@@ -1,0 +1,103 @@
+"""Keep the metrics in ``models/MODEL_CARD.md`` in sync with ``artifacts/metrics.json``.
+
+python -m models.card          # rewrite the block between the metrics markers
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.paths import ARTIFACTS_DIR
+
+CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
+START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+
+
+def render(metrics: dict, meta: dict, version: str) -> str:
+    """Markdown tables of every metric in metrics.json."""
+    s, e = metrics["sentiment"], metrics["emotion"]
+    training = meta.get("training", {})
+    lines = [
+        f"Model version: `{version}` (trained {meta.get('trained_at', '?')}, "
+        f"{'LoRA rank ' + str(meta['lora']['rank']) if meta.get('lora') else 'frozen encoder'}"
+        f"{', ' + str(training.get('steps_done')) + ' steps' if 'steps_done' in training else ''}"
+        ").",
+        "",
+        "| task | metric (validation split) | value |",
+        "|---|---|---|",
+        f"| sentiment | macro-averaged recall (TweetEval val, n={s['n']}) | "
+        f"**{s['macro_recall']:.3f}** |",
+        f"| sentiment | macro-F1 / accuracy | {s['macro_f1']:.3f} / {s['accuracy']:.3f} |",
+        f"| emotion | macro-F1 (TweetEval val, n={e['n']}) | **{e['macro_f1']:.3f}** |",
+        f"| emotion | accuracy | {e['accuracy']:.3f} |",
+        "",
+        "P-Stance validation (favor/against; prediction = larger of favor/against):",
+        "",
+        "| target | n | macro-F1 | F1avg with 3-way prediction | predicted none |",
+        "|---|---|---|---|---|",
+    ]
+    for target, row in metrics["pstance"].items():
+        lines.append(
+            f"| {target} | {row['n']} | **{row['macro_f1']:.3f}** | {row['f1avg']:.3f} | "
+            f"{row['none_rate']:.1%} |"
+        )
+    lines += [
+        "",
+        "TweetEval stance validation (F1avg = mean F1 of favor and against, 3-way prediction):",
+        "",
+        "| target | n | F1avg |",
+        "|---|---|---|",
+    ]
+    for target, row in metrics["tweeteval_stance"].items():
+        lines.append(f"| {target} | {row['n']} | {row['f1avg']:.3f} |")
+    if "loto" in metrics or "loto_lora" in metrics:
+        lines += [
+            "",
+            "Leave-one-target-out (the target's data removed from training, tested on it):",
+            "",
+            "| held-out target | encoder | F1avg (3-way) | macro-F1 favor/against |",
+            "|---|---|---|---|",
+        ]
+        for key, enc in (("loto", "frozen"), ("loto_lora", "LoRA")):
+            for target, row in metrics.get(key, {}).items():
+                mf1 = f"{row['macro_f1']:.3f}" if "macro_f1" in row else "n/a"
+                lines.append(f"| {target} | {enc} | {row['f1avg']:.3f} | {mf1} |")
+    if "handwritten_unseen" in metrics:
+        lines += [
+            "",
+            "Targets without labelled data, 30 posts written by the model author "
+            "(a sanity check, not a benchmark):",
+            "",
+            "| target | n | accuracy (favor/against/none) | F1avg |",
+            "|---|---|---|---|",
+        ]
+        for target, row in metrics["handwritten_unseen"].items():
+            if isinstance(row, dict):
+                lines.append(
+                    f"| {target} | {row['n']} | {row['accuracy']:.3f} | {row['f1avg']:.3f} |"
+                )
+    if "unrelated_target_none_rate" in metrics:
+        rates = ", ".join(f"{k} {v:.0%}" for k, v in metrics["unrelated_target_none_rate"].items())
+        lines += [
+            "",
+            f"P-Stance posts scored towards targets they never mention, share predicted "
+            f"`none`: {rates} (Taylor Swift is one of the training distractors).",
+        ]
+    return "\n".join(lines)
+
+
+def update_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> None:
+    from models.scorer import model_version, read_meta
+
+    meta = read_meta(directory)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    block = render(metrics, meta, model_version(directory, meta))
+    text = card.read_text()
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    card.write_text(f"{head}{START}\n{block}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    update_card()
