@@ -165,3 +165,56 @@ def handwritten_unseen(heads: Heads, embed: EmbedFn) -> dict:
             "f1avg": round(f1avg(gold, got), 4),
         }
     return out
+
+
+def simulated_event_check(scorer, event_id: str, n: int = 1000, seed: int = 7) -> dict:
+    """Agreement with the simulator's ground truth on ``n`` distinct original posts.
+
+    The simulator's templates are written by the project, so this measures what the demo
+    dashboard will show, not real-world accuracy.
+    """
+    import random
+
+    from models.scorer import event_topics
+    from stream.events import load_event
+    from stream.sources.simulator import simulate
+
+    event = load_event(event_id)
+    truth: dict[str, dict] = {}
+    for rec in simulate(event, "model-eval", seed=seed, speed=0):
+        post = rec.post
+        if post is not None and rec.kind == "original" and post.truth:
+            truth.setdefault(post.text, post.truth)
+    rows = list(truth.items())
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n]
+    scorer.set_topics(event_topics(event.topics))
+    outs = scorer.score_texts([t for t, _ in rows])
+    gold_s = [tr["sentiment"] for _, tr in rows]
+    pred_s = [o["sentiment"]["label"] for o in outs]
+    result: dict = {
+        "event": event_id,
+        "n": len(rows),
+        "sentiment_macro_recall": round(float(recall_score(gold_s, pred_s, average="macro")), 4),
+        "topic_accuracy": round(
+            float(
+                np.mean(
+                    [
+                        o["topic"]["label"] == tr["topic"]
+                        for o, (_, tr) in zip(outs, rows, strict=True)
+                    ]
+                )
+            ),
+            4,
+        ),
+        "stance": {},
+    }
+    for target in event.targets:
+        gold = [tr["stance"].get(target, "none") for _, tr in rows]
+        pred = [o["stance"][target]["label"] for o in outs]
+        result["stance"][target] = {
+            "f1avg": round(f1avg(gold, pred), 4),
+            "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
+            "gold_favor_against": sum(g != "none" for g in gold),
+        }
+    return result

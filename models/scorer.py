@@ -55,6 +55,31 @@ TOPIC_TEMPERATURE = 0.05
 TOPIC_OTHER_THRESHOLD = 0.22  # cosine below which a post is about none of the topics
 
 
+def topic_prompt(label: str, description: str, keywords: Sequence[str] = ()) -> str:
+    """The text a topic is matched by: label, description and keywords together."""
+    text = f"{label}: {description}".strip(": ")
+    return f"{text} ({', '.join(keywords)})" if keywords else text
+
+
+def event_topics(topics: Sequence[Any]) -> list[tuple[str, str]]:
+    """``(id, prompt)`` pairs from an event file's topics (objects or dicts with id, label,
+    description, keywords); pass the result as ``load_scorer(..., topics=...)``."""
+    out = []
+    for topic in topics:
+        get = topic.get if isinstance(topic, dict) else lambda k, t=topic: getattr(t, k, None)
+        out.append(
+            (
+                str(get("id")),
+                topic_prompt(
+                    str(get("label") or ""),
+                    str(get("description") or ""),
+                    list(get("keywords") or []),
+                ),
+            )
+        )
+    return out
+
+
 def artifacts_hash(directory: Path) -> str:
     """Short content hash of the artifacts, part of the version string."""
     digest = hashlib.sha256()

@@ -343,3 +343,13 @@ def test_scorer_output_feeds_history(scorer):
 def test_embeddings_are_normalised(scorer):
     emb = scorer.embed(["one", "two words"])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+
+
+def test_event_topics_compose_label_description_keywords():
+    from models.scorer import event_topics
+
+    class Topic:
+        id, label, description, keywords = "economy", "Economy", "Prices and jobs.", ["gas"]
+
+    got = event_topics([Topic(), {"id": "other", "label": "Other", "description": ""}])
+    assert got == [("economy", "Economy: Prices and jobs. (gas)"), ("other", "Other")]

@@ -180,7 +180,15 @@ def train_command(
     help="Write the metrics into <artifacts>/metrics.json (keeps training-only entries).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the full metrics as JSON.")
-def eval_command(data: Path | None, artifacts: Path | None, write: bool, as_json: bool) -> None:
+@click.option(
+    "--event",
+    "event_id",
+    default=None,
+    help="Also score simulated posts of this event against the simulator's truth.",
+)
+def eval_command(
+    data: Path | None, artifacts: Path | None, write: bool, as_json: bool, event_id: str | None
+) -> None:
     """Evaluate the trained models on the validation splits and print the field's metrics.
 
     Sentiment: macro-averaged recall; stance: F1avg (mean F1 of favor and against) per
@@ -191,6 +199,7 @@ def eval_command(data: Path | None, artifacts: Path | None, write: bool, as_json
       swingdial models eval
       swingdial models eval --artifacts /tmp/lora --no-write
       SWINGDIAL_SHARED_DATA=/data/labelled swingdial models eval --json
+      swingdial models eval --event trump-musk-2024
     """
     import torch
 
@@ -204,6 +213,12 @@ def eval_command(data: Path | None, artifacts: Path | None, write: bool, as_json
     encoder, heads, meta = load_model(directory)
     metrics = evaluate(heads, encoder.encode, _data_root(data))
     metrics["model_version"] = model_version(directory, meta)
+    if event_id:
+        from models.evaluate import simulated_event_check
+        from models.scorer import Scorer
+
+        scorer = Scorer(encoder, heads, version=metrics["model_version"], targets=settings.targets)
+        metrics["simulated_event"] = simulated_event_check(scorer, event_id)
     path = directory / "metrics.json"
     if write:
         old = json.loads(path.read_text()) if path.exists() else {}
@@ -286,6 +301,14 @@ def _print_metrics(m: dict) -> None:
         for target, row in h.items():
             if isinstance(row, dict):
                 click.echo(f"  {target:<28} acc {row['accuracy']:.3f}  F1avg {row['f1avg']:.3f}")
+    if "simulated_event" in m:
+        sim = m["simulated_event"]
+        stance = ", ".join(f"{t} {r['f1avg']:.3f}" for t, r in sim["stance"].items())
+        click.echo(
+            f"simulated {sim['event']} (n={sim['n']}, simulator truth): sentiment macro-recall "
+            f"{sim['sentiment_macro_recall']:.3f}, topic acc {sim['topic_accuracy']:.3f}, "
+            f"stance F1avg {stance}"
+        )
     if "loto" in m:
         click.echo(f"leave-one-target-out ({m.get('loto_note', '')})")
         for target, row in m["loto"].items():
