@@ -32,6 +32,7 @@ SPIKE_SAMPLE_POSTS = 2000  # posts read from a spike's minute for its drivers
 BASELINE_SAMPLE_POSTS = 4000  # posts read from the baseline minutes
 DRILL_LIMIT = 300  # posts listed in the drill-down
 LIVE_WINDOW_MIN = 60  # default span of the live view
+ACTIVE_RUN_S = 120  # a run that stored posts this recently is live
 
 settings = get_settings()
 st.set_page_config(page_title="swingdial dial test", page_icon="📈", layout="wide")
@@ -126,9 +127,12 @@ def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
     if pd.isna(first):
         waiting(f"Run `{run_id}` has no scored posts yet.")
     first, last = naive(first), naive(last)
+    seen = run.get("last_seen_at")
+    active = not pd.isna(seen) and datetime.now(UTC) - ts(seen) < timedelta(seconds=ACTIVE_RUN_S)
     mode = sb.radio(
         "Mode",
         ["replay", "live"],
+        index=1 if active else 0,  # a run still receiving posts opens live
         key="mode",
         horizontal=True,
         help=f"live: follows the newest minute, refreshing every "
