@@ -131,7 +131,7 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
         try:
             # Tall viewport: Streamlit scrolls inside its own container, so a full-page
             # screenshot only shows what the viewport holds.
-            page = browser.new_page(viewport={"width": 1500, "height": 3800})
+            page = browser.new_page(viewport={"width": 1500, "height": 3100})
             page.goto(dashboard_url)
             page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=RENDER_TIMEOUT_MS)
             expect(page.locator(".vega-embed")).to_have_count(6, timeout=RENDER_TIMEOUT_MS)
