@@ -101,18 +101,26 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     # (and a worker); the changelog topic makes the history survive restarts.
     author_history = app.Table("author-history", default=None, partitions=settings.partitions)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
-    state: dict[str, Any] = {"scorer": scorer}
+    state: dict[str, Any] = {"scorer": scorer, "lock": None}
 
-    def get_scorer() -> Scorer:
+    async def ready_scorer() -> Scorer:
+        """Load the model once, on the scorer thread; every caller awaits the same load."""
         if state["scorer"] is None:
-            state["scorer"] = load_scorer(settings, targets=settings.targets)
-            log.info("model %s loaded", state["scorer"].version)
+            if state["lock"] is None:
+                state["lock"] = asyncio.Lock()
+            async with state["lock"]:
+                if state["scorer"] is None:
+                    loop = asyncio.get_running_loop()
+                    state["scorer"] = await loop.run_in_executor(
+                        executor, lambda: load_scorer(settings, targets=settings.targets)
+                    )
+                    log.info("model %s loaded", state["scorer"].version)
         return state["scorer"]
 
     @app.task
     async def warm_up() -> None:
         # Load the model before the first batch so the first posts are not late.
-        await asyncio.get_running_loop().run_in_executor(executor, get_scorer)
+        await ready_scorer()
 
     @app.agent(posts, concurrency=1)
     async def score_posts(stream: faust.StreamT) -> None:
@@ -142,7 +150,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                 )
                 valid.append((post, sent_at, message.partition))
             if valid:
-                active = get_scorer()
+                active = await ready_scorer()
                 outputs = await loop.run_in_executor(
                     executor, active.score_texts, [post.text for post, _, _ in valid]
                 )
