@@ -33,6 +33,7 @@ BASELINE_SAMPLE_POSTS = 4000  # posts read from the baseline minutes
 DRILL_LIMIT = 300  # posts listed in the drill-down
 LIVE_WINDOW_MIN = 60  # default span of the live view
 ACTIVE_RUN_S = 120  # a run that stored posts this recently is live
+REPLAY_CACHE_S = 600  # how long answers about a finished run are reused
 
 settings = get_settings()
 st.set_page_config(page_title="swingdial dial test", page_icon="📈", layout="wide")
@@ -50,6 +51,12 @@ def _cached(db: str, sql: str, params: tuple) -> pa.Table:
     return source.query(sql, list(params) if params else None)
 
 
+@st.cache_data(ttl=REPLAY_CACHE_S, max_entries=512, show_spinner=False)
+def _cached_finished(db: str, sql: str, params: tuple) -> pa.Table:
+    """The same for runs that stopped receiving posts: their answers no longer change."""
+    return _cached(db, sql, params)
+
+
 @st.cache_resource(show_spinner=False)
 def _source_cached(db: str) -> data.Source:
     return data.open_source(settings)
@@ -63,9 +70,12 @@ def _source(db: str) -> data.Source:
     return source
 
 
-def make_query(db: str) -> views.Query:
+def make_query(db: str, finished: bool = False) -> views.Query:
+    """Cached reads: one refresh period, or ``REPLAY_CACHE_S`` for a finished run."""
+    cached = _cached_finished if finished else _cached
+
     def query(sql: str, params: list | None = None) -> pa.Table:
-        return _cached(db, sql, tuple(params or ()))
+        return cached(db, sql, tuple(params or ()))
 
     return query
 
@@ -177,6 +187,7 @@ def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
         "run": run,
         "compare": None if compare == NONE else compare,
         "mode": mode,
+        "active": active,
         "window": window,
         "live_span": live_span,
         "cohorts": tuple(cohorts) or tuple(charts.COHORT_ORDER),
@@ -536,7 +547,8 @@ def page(query: views.Query, choice: dict) -> None:
 
     drilldown(query, f, picked, default)
 
-    with st.expander("Pipeline health", expanded=False):
+    # A toggle, not an expander: a closed expander still runs its queries.
+    if st.toggle("Pipeline health", value=choice["mode"] == "live", key=f"health:{choice['mode']}"):
         health_panel(query, run_id)
 
     st.subheader("Export and annotate")
@@ -556,6 +568,8 @@ def main() -> None:
     choice = sidebar(query, runs)
     st.title("Dial test: how each cohort reacts, minute by minute")
     live = choice["mode"] == "live"
+    if not (live or choice["active"]):
+        query = make_query(db, finished=True)
     body = st.fragment(page, run_every=settings.dashboard_refresh_s if live else None)
     body(query, choice)
 

@@ -72,8 +72,12 @@ def test_renders_charts_tables_and_run_picker(
     run = at.selectbox(key="run")
     assert len(run.options) == 2 and all(LIVE_RUN in o or REPLAY_RUN in o for o in run.options)
     assert run.value == LIVE_RUN  # the original run, not its replay, by default
-    # dial + 3 stance charts + volume + health ingest chart
-    assert len(charts_of(at)) >= 6
+    # dial + 3 stance charts + volume; health (off in replay) adds its ingest chart
+    assert len(charts_of(at)) == 5
+    at.toggle(key="health:replay").set_value(True).run()
+    assert len(charts_of(at)) == 6
+    health = {m.label: m.value for m in at.metric}
+    assert health["Scoring latency p50 / p95"].endswith("ms") and health["Rejected records"] == "0"
     spikes_table = [d.value for d in at.dataframe if "drivers" in d.value.columns]
     assert spikes_table and len(spikes_table[0]) > 0
     assert "tech_outage" in " ".join(spikes_table[0]["drivers"].astype(str))
@@ -160,7 +164,7 @@ def test_live_mode_reads_through_flight_while_a_writer_holds_the_file(
         at.radio(key="mode").set_value("live").run()
         assert not at.exception
         assert {m.label for m in at.metric} >= {"Moderates at 00:29"}
-        assert len(charts_of(at)) >= 6
+        assert len(charts_of(at)) == 6  # live mode shows health by default
         # the "sink" stores a new minute; the next refresh follows it
         writer.execute(
             "INSERT INTO scores SELECT * REPLACE (post_id || '-new' AS post_id, "
@@ -188,7 +192,7 @@ def test_annotation_with_kafka_down_shows_a_message(
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "Kafka is unreachable" in errors
-    assert len(charts_of(at)) >= 6  # the rest of the page is intact
+    assert len(charts_of(at)) == 5  # the rest of the page is intact
 
 
 def test_exports_csv_html_and_png(app_env: pytest.MonkeyPatch, fixture_db: Path) -> None:

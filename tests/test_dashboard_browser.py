@@ -134,7 +134,7 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             page = browser.new_page(viewport={"width": 1500, "height": 3100})
             page.goto(dashboard_url)
             page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=RENDER_TIMEOUT_MS)
-            expect(page.locator(".vega-embed")).to_have_count(6, timeout=RENDER_TIMEOUT_MS)
+            expect(page.locator(".vega-embed")).to_have_count(5, timeout=RENDER_TIMEOUT_MS)
             dial = page.locator(".vega-embed").first
             # rendered with data: the legend names the cohorts and the lines have paths
             expect(dial).to_contain_text("moderate / undecided", timeout=RENDER_TIMEOUT_MS)
