@@ -175,8 +175,7 @@ class Broker:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id}",  # one token: a base64 id may start with "-"
             "-c",
             str(self.paths.properties),
         )
