@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,31 +20,12 @@ import psutil
 
 from infra.broker import Broker
 from stream import kafka
-from stream.config import Settings, get_settings
+from stream.config import get_settings
 from stream.events import load_event
+from stream.processes import free_port, spawn
 from stream.query import QueryClient
 from stream.sources.producer import send_records
 from stream.sources.simulator import simulate
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(settings: Settings, log: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def _rss_mb(proc: subprocess.Popen) -> float:
@@ -82,10 +62,10 @@ def pipeline(
     settings = base.model_copy(
         update={
             "home": home,
-            "kafka_bootstrap": f"127.0.0.1:{_free_port()}",
-            "kafka_controller_port": _free_port(),
-            "query_port": _free_port(),
-            "worker_web_port": _free_port(),
+            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+            "kafka_controller_port": free_port(),
+            "query_port": free_port(),
+            "worker_web_port": free_port(),
             "duckdb_path": None,
             **({"batch_size": batch_size} if batch_size else {}),
         }
@@ -94,8 +74,8 @@ def pipeline(
     broker.start()
     kafka.wait_for_broker(settings)
     kafka.ensure_topics(settings)
-    worker = _start(settings, home / "worker.log", "worker")
-    sink = _start(settings, home / "sink.log", "sink")
+    worker = spawn(settings, "worker", log_path=home / "worker.log")
+    sink = spawn(settings, "sink", log_path=home / "sink.log")
     client = QueryClient(settings)
     peaks = {"worker": 0.0, "sink": 0.0}
     try:

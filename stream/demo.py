@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from infra.broker import Broker
 from stream import kafka
 from stream.config import Settings
+from stream.processes import spawn
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,8 @@ class Supervisor:
         logs = self.settings.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         child = Child(name, list(args), log_path=logs / f"{name}.log")
-        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        with open(child.log_path, "ab") as out:
-            child.process = subprocess.Popen(
-                [sys.executable, "-m", "stream.cli", *args],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
-            )
+        # Own session: Ctrl-C reaches only us, and we stop the children in order.
+        child.process = spawn(self.settings, *args, log_path=child.log_path)
         self.children.append(child)
         log.info("started %s (pid %d), log %s", name, child.process.pid, child.log_path)
         return child

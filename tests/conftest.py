@@ -3,11 +3,8 @@ session starts (resolved by infra/pom.xml) on free loopback ports, and real Duck
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from stream.config import Settings
+from stream.processes import free_port, spawn
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -80,15 +72,7 @@ def swingdial_process(
     settings: Settings, *args: str, log_path: Path | None = None
 ) -> subprocess.Popen:
     """Start ``swingdial ARGS`` as a real child process configured by ``settings``."""
-    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", *args],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return spawn(settings, *args, log_path=log_path)
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.5, what: str = "condition"):

@@ -1,0 +1,40 @@
+"""Starting swingdial commands as child processes configured by a :class:`Settings`.
+
+The demo, the benchmark and the integration tests all run the real commands as separate
+processes (as production would); this is the one place that knows how.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from stream.config import Settings
+
+
+def spawn(settings: Settings, *args: str, log_path: Path | None = None) -> subprocess.Popen:
+    """Run ``swingdial ARGS`` in its own session (Ctrl-C reaches only the parent)."""
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        if log_path:
+            out.close()  # the child holds its own descriptor
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for tests and benchmarks that run beside a demo)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
