@@ -134,7 +134,9 @@ def evaluate(
     metrics["summary"] = {
         "sentiment_macro_recall": metrics["sentiment"]["macro_recall"],
         "emotion_macro_f1": metrics["emotion"]["macro_f1"],
-        "pstance_macro_f1": {t: metrics["pstance"][t]["macro_f1"] for t in PSTANCE_TARGETS},
+        "pstance_macro_f1": {
+            t: metrics["pstance"][t]["macro_f1"] for t in PSTANCE_TARGETS if t in metrics["pstance"]
+        },
         "stance_f1avg_pooled_tweeteval": metrics["tweeteval_stance"]["pooled"]["f1avg"],
     }
     return metrics

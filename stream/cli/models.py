@@ -34,10 +34,16 @@ def _data_root(data: Path | None) -> Path:
 @models_group.command("train")
 @click.option(
     "--method",
-    type=click.Choice(["lora", "frozen"]),
+    type=click.Choice(["lora", "frozen", "refit-stance"]),
     default="lora",
     show_default=True,
-    help="lora: adapters on MiniLM + heads, one multi-task pass; frozen: heads only.",
+    help="lora: adapters on MiniLM + heads, one multi-task pass; frozen: heads only; "
+    "refit-stance: re-train the stance head of --base on its (LoRA) encoder.",
+)
+@click.option(
+    "--base",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="refit-stance: the artifacts to start from (default: models/artifacts).",
 )
 @click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
 @click.option(
@@ -84,6 +90,7 @@ def _data_root(data: Path | None) -> Path:
 )
 def train_command(
     method: str,
+    base: Path | None,
     data: Path | None,
     out: Path | None,
     seed: int,
@@ -111,6 +118,7 @@ def train_command(
       nohup swingdial models train --out /tmp/lora > /tmp/train.log 2>&1 &
       swingdial models train --rank 16 --epochs 1.5 --time-budget-min 30
       swingdial models train --exclude-target "Joe Biden" --no-warm-start --out /tmp/loto
+      swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
     """
     import torch
 
@@ -141,6 +149,10 @@ def train_command(
         )
         metrics["loto_note"] = "leave-one-target-out with the frozen encoder"
         save_artifacts(out, heads, encoder=None, info=info, metrics=metrics, max_length=64)
+    elif method == "refit-stance":
+        from models.lora import refit_stance_head
+
+        metrics = refit_stance_head(Path(base or ARTIFACTS_DIR), root, out, seed=seed)
     else:
         from models.lora import LoraConfig, train_lora
 
@@ -262,7 +274,9 @@ def bench_command(
 @models_group.command("promote")
 @click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
 def promote_command(source: Path) -> None:
-    """Copy trained artifacts (e.g. from a background run in /tmp) into models/artifacts.
+    """Copy trained artifacts from another folder into models/artifacts.
+
+    Use it after a background run wrote to /tmp and `models eval` looked good.
 
     \b
     Example:
