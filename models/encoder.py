@@ -83,6 +83,23 @@ def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0) ->
     return wrapped
 
 
+@torch.no_grad()
+def merge_lora(model: nn.Module) -> int:
+    """Fold every adapter into its base weight (``W + scale * B @ A``) for inference.
+
+    Afterwards the encoder is a plain BERT again: LoRA costs nothing at scoring time.
+    Returns the number of merged layers.
+    """
+    merged = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoRALinear):
+            module.base.weight += (module.lora_B @ module.lora_A) * module.scale
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, module.base)
+            merged += 1
+    return merged
+
+
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Only the adapter weights (what the repository keeps)."""
     return {
@@ -158,6 +175,11 @@ class Encoder(nn.Module):
         if was_training:
             self.model.train()
         return out
+
+    def merge_lora(self) -> None:
+        """Fold the adapters into the weights (inference only; see :func:`merge_lora`)."""
+        merge_lora(self.model)
+        self.lora_rank = 0
 
     def load_lora(self, state: dict[str, torch.Tensor]) -> None:
         missing = self.model.load_state_dict(state, strict=False)

@@ -281,7 +281,7 @@ def refit_stance_head(
     from models.train import EmbeddingCache, fit_stance_head
 
     seed_everything(seed)
-    encoder, heads, meta = load_model(artifacts)
+    encoder, heads, meta = load_model(artifacts, merge=False)  # keep adapters to save them
     embed = EmbeddingCache(None, encoder)
     s_texts, _ = load_labelled(root, "sentiment", "train")
     generic = random.Random(seed).sample(s_texts, min(4000, len(s_texts)))

@@ -292,8 +292,13 @@ def model_version(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> 
     return f"minilm-l6+{kind}-{date}-{artifacts_hash(directory)}"
 
 
-def load_model(directory: Path = ARTIFACTS_DIR) -> tuple[Encoder, Heads, dict]:
-    """Encoder (with adapters if trained with LoRA) and heads from an artifacts folder."""
+def load_model(
+    directory: Path = ARTIFACTS_DIR, *, merge: bool = True
+) -> tuple[Encoder, Heads, dict]:
+    """Encoder (with adapters if trained with LoRA) and heads from an artifacts folder.
+
+    ``merge`` folds the adapters into the weights, so scoring is as fast as the frozen model.
+    """
     from safetensors.torch import load_file
 
     meta = read_meta(directory)
@@ -305,6 +310,8 @@ def load_model(directory: Path = ARTIFACTS_DIR) -> tuple[Encoder, Heads, dict]:
     )
     if lora:
         encoder.load_lora(load_file(str(directory / "lora.safetensors")))
+        if merge:
+            encoder.merge_lora()
     encoder.eval()
     heads = Heads(dim=encoder.dim, hidden=int(meta.get("head_hidden", 256)))
     heads.load_state_dict(load_file(str(directory / "heads.safetensors")))

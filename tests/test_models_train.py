@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from models.data import StanceExample, entity_swap, mentions
-from models.encoder import LoRALinear, add_lora, lora_state_dict, mean_pool
+from models.encoder import LoRALinear, add_lora, lora_state_dict, mean_pool, merge_lora
 from models.heads import Heads, pair_features
 from models.train import class_weights, fit_simple_head
 
@@ -50,6 +50,20 @@ def test_lora_starts_as_identity_and_trains_only_adapters(tiny_bert):
     state = lora_state_dict(tiny_bert)
     assert len(state) == 2 * len(wrapped)
     assert all("lora_A" in k or "lora_B" in k for k in state)
+
+
+def test_merged_lora_gives_the_same_outputs(tiny_bert):
+    ids = torch.randint(0, 50, (2, 5))
+    add_lora(tiny_bert, rank=2, alpha=4)
+    for name, param in tiny_bert.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)  # a trained-looking adapter
+    with torch.no_grad():
+        before = tiny_bert(input_ids=ids).last_hidden_state
+        assert merge_lora(tiny_bert) == 12
+        after = tiny_bert(input_ids=ids).last_hidden_state
+    assert not any(isinstance(m, LoRALinear) for m in tiny_bert.modules())
+    assert torch.allclose(before, after, atol=1e-4)
 
 
 def test_mean_pool_ignores_padding():
