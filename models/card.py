@@ -77,6 +77,17 @@ def render(metrics: dict, meta: dict, version: str) -> str:
                 lines.append(
                     f"| {target} | {row['n']} | {row['accuracy']:.3f} | {row['f1avg']:.3f} |"
                 )
+    if "simulated_event" in metrics:
+        sim = metrics["simulated_event"]
+        stance = ", ".join(f"{t} {r['f1avg']:.3f}" for t, r in sim["stance"].items())
+        lines += [
+            "",
+            f"Simulated `{sim['event']}` posts ({sim['n']} distinct originals, truth from the "
+            f"project's own simulator templates, so not a real-world measure): sentiment "
+            f"macro-recall {sim['sentiment_macro_recall']:.3f}, topic accuracy "
+            f"{sim['topic_accuracy']:.3f} ({len(sim['stance'])} targets; stance F1avg "
+            f"{stance}).",
+        ]
     if "unrelated_target_none_rate" in metrics:
         rates = ", ".join(f"{k} {v:.0%}" for k, v in metrics["unrelated_target_none_rate"].items())
         lines += [
