@@ -348,6 +348,9 @@ def load_scorer(
     if settings.hf_model:
         sentiment_model = HFSentiment(settings.hf_model, allow_download=settings.allow_hub_download)
         version += f"+hf:{Path(settings.hf_model).name}"
+    bf16 = (precision or settings.resolved_precision()) == "bf16"
+    if bf16:  # outputs differ slightly from fp32, so rows must say which produced them
+        version += "+bf16"
     return Scorer(
         encoder,
         heads,
@@ -356,5 +359,5 @@ def load_scorer(
         topics=topics,
         cache_size=settings.score_cache_size,
         sentiment_model=sentiment_model,
-        bf16=(precision or getattr(settings, "score_precision", "fp32")) == "bf16",
+        bf16=bf16,
     )
