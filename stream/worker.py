@@ -21,8 +21,9 @@ from typing import Any
 import faust
 
 from models.cohort import CohortHistory, cohort_from_bio, decide
-from models.scorer import Scorer, load_scorer
+from models.scorer import DEFAULT_TOPICS, Scorer, event_topics, load_scorer
 from stream.config import Settings
+from stream.events import load_event
 from stream.schema import CohortCall, InvalidPost, LabelScores, Post, ScoredPost, parse_post
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,43 @@ def build_scored(
     )
 
 
-def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
+class EventAwareScorer:
+    """Scores each post against its own event's topic list (from ``stream/events``).
+
+    Switching topics clears the scorer's cache, so consecutive posts of one event (the
+    usual case: one live event at a time) keep the cache warm.
+    """
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.version = scorer.version
+        self._event_id: str | None = None
+
+    def _use_event(self, event_id: str) -> None:
+        if event_id == self._event_id:
+            return
+        try:
+            topics = event_topics(load_event(event_id).topics)
+        except FileNotFoundError:
+            topics = list(DEFAULT_TOPICS)
+        self.scorer.set_topics(topics)
+        self._event_id = event_id
+
+    def score_posts(self, posts: list[Post]) -> list[dict[str, Any]]:
+        outputs: list[dict[str, Any] | None] = [None] * len(posts)
+        by_event: dict[str, list[int]] = {}
+        for index, post in enumerate(posts):
+            by_event.setdefault(post.event_id, []).append(index)
+        for event_id, indexes in by_event.items():
+            self._use_event(event_id)
+            for index, output in zip(
+                indexes, self.scorer.score_texts([posts[i].text for i in indexes]), strict=True
+            ):
+                outputs[index] = output
+        return outputs  # type: ignore[return-value]
+
+
+def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> faust.App:
     """Build the faust app; the scorer loads lazily so ``--help`` stays fast."""
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -103,7 +140,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
     state: dict[str, Any] = {"scorer": scorer, "lock": None}
 
-    async def ready_scorer() -> Scorer:
+    async def ready_scorer() -> EventAwareScorer:
         """Load the model once, on the scorer thread; every caller awaits the same load."""
         if state["scorer"] is None:
             if state["lock"] is None:
@@ -112,7 +149,8 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                 if state["scorer"] is None:
                     loop = asyncio.get_running_loop()
                     state["scorer"] = await loop.run_in_executor(
-                        executor, lambda: load_scorer(settings, targets=settings.targets)
+                        executor,
+                        lambda: EventAwareScorer(load_scorer(settings, targets=settings.targets)),
                     )
                     log.info("model %s loaded", state["scorer"].version)
         return state["scorer"]
@@ -152,7 +190,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
             if valid:
                 active = await ready_scorer()
                 outputs = await loop.run_in_executor(
-                    executor, active.score_texts, [post.text for post, _, _ in valid]
+                    executor, active.score_posts, [post for post, _, _ in valid]
                 )
                 for (post, sent_at, partition), output in zip(valid, outputs, strict=True):
                     history = CohortHistory.from_dict(author_history.data.get(post.author.id))

@@ -61,3 +61,23 @@ def test_scored_record_round_trips_with_model_version():
     assert again.model_version == "v1"
     assert again.cohort.label == "moderate"
     assert again.stance["Donald Trump"].label == "none"
+
+
+def test_each_post_is_scored_against_its_own_events_topics():
+    from models.scorer import DEFAULT_TOPICS, load_scorer
+    from stream.config import Settings
+    from stream.events import load_event
+    from stream.worker import EventAwareScorer
+
+    scorer = EventAwareScorer(load_scorer(Settings(), targets=["Donald Trump"]))
+    live = post("", "The Space keeps crashing, nobody can join").model_copy(
+        update={"event_id": "trump-musk-2024"}
+    )
+    other = post("", "Prices at the grocery store are out of control").model_copy(
+        update={"event_id": "no-such-event"}
+    )
+    out_live, out_other = scorer.score_posts([live, other])
+    event_ids = {topic.id for topic in load_event("trump-musk-2024").topics}
+    assert set(out_live["topic"]["scores"]) == event_ids
+    assert set(out_other["topic"]["scores"]) == {topic_id for topic_id, _ in DEFAULT_TOPICS}
+    assert out_live["topic"]["label"] == "tech_outage"
