@@ -18,6 +18,17 @@ from stream.processes import free_port, spawn
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+def private_broker_settings(home: Path, partitions: int, heap: str = "512m") -> Settings:
+    """Settings for a broker of the test's own, on free loopback ports (beside any demo)."""
+    return Settings(
+        home=home,
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_controller_port=free_port(),
+        kafka_heap=heap,
+        partitions=partitions,
+    )
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A real single-node KRaft broker for the whole test session."""
@@ -26,14 +37,7 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
     from infra.broker import Broker
     from stream import kafka
 
-    home = tmp_path_factory.mktemp("broker-home")
-    settings = Settings(
-        home=home,
-        kafka_bootstrap=f"127.0.0.1:{free_port()}",
-        kafka_controller_port=free_port(),
-        kafka_heap="512m",
-        partitions=3,
-    )
+    settings = private_broker_settings(tmp_path_factory.mktemp("broker-home"), partitions=3)
     broker = Broker(settings)
     broker.start()
     try:

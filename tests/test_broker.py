@@ -11,7 +11,7 @@ import pytest
 from infra.broker import Broker, BrokerError
 from stream import kafka
 from stream.config import Settings
-from tests.conftest import free_port
+from tests.conftest import private_broker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +28,7 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_start_status_stop_restart_keeps_messages(tmp_path):
-    settings = Settings(
-        home=tmp_path,
-        kafka_bootstrap=f"127.0.0.1:{free_port()}",
-        kafka_controller_port=free_port(),
-        kafka_heap="384m",
-        partitions=2,
-    )
+    settings = private_broker_settings(tmp_path, partitions=2, heap="384m")
     stopped = cli(settings, "broker", "status")
     assert stopped.returncode == 1 and "listening: False" in stopped.stdout
     try:
