@@ -24,7 +24,7 @@ MODERATE, LEAN_LEFT, LEAN_RIGHT, UNKNOWN = "moderate", "lean_left", "lean_right"
 # Checked first and removed from the text, so "fiscally conservative, socially liberal" or
 # "former Republican" do not also count as partisan phrases.
 _CROSS_PRESSURED = [
-    r"fiscally\s+conservative,?\s*(?:and\s+)?socially\s+liberal",
+    r"fiscally\s+conservative,?\s*(?:and\s+)?socially\s+(?:liberal|moderate|live\s+and\s+let\s+live)",
     r"socially\s+liberal,?\s*(?:and\s+)?fiscally\s+conservative",
     r"(?:former|ex-?|recovering|lifelong)\s+(?:democrat|republican|dem|gop)s?\b",
     r"not\s+a\s+(?:democrat|republican)(?:\s+(?:or|nor)\s+(?:a\s+)?(?:democrat|republican))?",
@@ -45,6 +45,9 @@ _MODERATE = [
     r"non-?partisan",
     r"purple\s+(?:state|voter)",
     r"open[-\s]minded\s+voter",
+    r"(?:not\s+a\s+fan\s+of|tired\s+of|done\s+with|fed\s+up\s+with)\s+(?:either|both)\s+part(?:y|ies)",
+    r"still\s+(?:figuring|deciding|making\s+up)",
+    r"voted\s+(?:for\s+)?both\s+ways",
 ]
 _RIGHT = [
     r"#?maga",
@@ -63,6 +66,7 @@ _RIGHT = [
     r"let'?s\s+go\s+brandon",
     r"build\s+the\s+wall",
     r"patriot",
+    r"god,?\s+family,?\s+(?:and\s+)?country",
 ]
 _LEFT = [
     r"progressive",
@@ -76,7 +80,9 @@ _LEFT = [
     r"#?blm",
     r"black\s+lives\s+matter",
     r"pro-?choice",
-    r"#?harris\s*(?:20(?:24)?|walz)",
+    r"#?harris[-\s/&]*(?:20(?:24)?|walz)",
+    r"reproductive\s+(?:rights|freedom)",
+    r"democracy\s+matters",
     r"#?khive",
     r"liberal",
     r"leftist",

@@ -355,3 +355,20 @@ def test_event_topics_compose_label_description_keywords():
 
     got = event_topics([Topic(), {"id": "other", "label": "Other", "description": ""}])
     assert got == [("economy", "Economy: Prices and jobs. (gas)"), ("other", "Other")]
+
+
+@pytest.mark.parametrize(
+    ("bio", "cohort"),
+    [
+        ("Mom of two in Michigan. Not a fan of either party.", "moderate"),
+        ("Voted Obama twice, then Trump. Still figuring out 2024.", "moderate"),
+        ("Engineer. Fiscally conservative, socially live and let live.", "moderate"),
+        ("Teacher, reader, coffee addict. Harris-Walz 2024", "lean_left"),
+        ("She/her. Reproductive rights are human rights.", "lean_left"),
+        ("Proud American. God, family, country.", "lean_right"),
+    ],
+)
+def test_everyday_self_descriptions(bio, cohort):
+    from models.cohort import cohort_from_bio
+
+    assert cohort_from_bio(bio)[0] == cohort
