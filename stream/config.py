@@ -65,10 +65,18 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     batch_size: int = Field(64, ge=1, le=4096)
     batch_within_s: float = Field(0.5, gt=0)
+    worker_instance_id: str | None = Field(
+        None,
+        description="Static group membership id (default: host name + web port), so a "
+        "restarted worker takes its own partitions back without a rebalance.",
+    )
     worker_session_timeout_s: float = Field(
         30.0, gt=1, description="How soon a killed worker's partitions move to another."
     )
     targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
+    author_history_size: int = Field(
+        200_000, ge=1, description="Authors whose stance history the worker keeps in memory."
+    )
     cohort_min_posts: int = Field(
         3, ge=1, description="Stance-bearing posts an author needs before history moves a call."
     )

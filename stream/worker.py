@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -74,6 +76,21 @@ def build_scored(
     )
 
 
+class AuthorHistories:
+    """Per-author stance histories, least recently seen dropped first past ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, CohortHistory] = OrderedDict()
+
+    def get(self, author_id: str) -> CohortHistory:
+        history = self._items.pop(author_id, None) or CohortHistory()
+        self._items[author_id] = history
+        if len(self._items) > self.limit:
+            self._items.popitem(last=False)
+        return history
+
+
 class EventAwareScorer:
     """Scores each post against its own event's topic list (from ``stream/events``).
 
@@ -128,15 +145,21 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
         web_bind=settings.worker_web_host,
         producer_acks=-1,
         broker_session_timeout=settings.worker_session_timeout_s,
+        # Static membership: a worker restarted after a crash rejoins as the same member,
+        # so the group does not rebalance twice (join, then expel the dead member) while
+        # batches are in flight.
+        consumer_group_instance_id=settings.worker_instance_id
+        or f"{socket.gethostname()}-{settings.worker_web_port}",
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
     )
     posts = app.topic(settings.topic_posts, key_serializer="raw", value_serializer="raw")
     scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     # Each author's stance history, so a quiet bio can still be placed by what they post.
-    # Sources key posts by author id, so an author's posts and history share a partition
-    # (and a worker); the changelog topic makes the history survive restarts.
-    author_history = app.Table("author-history", default=None, partitions=settings.partitions)
+    # Sources key posts by author id, so an author's posts reach one worker. Kept in memory
+    # (bounded, rebuilt from new posts after a restart): a faust Table here made restarted
+    # workers stall intermittently after a crash (see docs/architecture.md).
+    author_history = AuthorHistories(settings.author_history_size)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
     state: dict[str, Any] = {"scorer": scorer, "lock": None}
 
@@ -165,7 +188,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             started = time.perf_counter()
-            valid: list[tuple[Post, datetime | None, int]] = []
+            valid: list[tuple[Post, datetime | None]] = []
             deliveries = []
             for event in events:
                 message = event.message
@@ -186,19 +209,15 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
                 sent_at = (
                     datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
                 )
-                valid.append((post, sent_at, message.partition))
+                valid.append((post, sent_at))
             if valid:
                 active = await ready_scorer()
                 outputs = await loop.run_in_executor(
-                    executor, active.score_posts, [post for post, _, _ in valid]
+                    executor, active.score_posts, [post for post, _ in valid]
                 )
-                for (post, sent_at, partition), output in zip(valid, outputs, strict=True):
-                    history = CohortHistory.from_dict(author_history.data.get(post.author.id))
+                for (post, sent_at), output in zip(valid, outputs, strict=True):
+                    history = author_history.get(post.author.id)
                     cohort = cohort_call(post, output, history, settings.cohort_min_posts)
-                    # Written with the post's partition: take_events has no single current
-                    # event, and the history must live where the author's posts arrive.
-                    author_history.data[post.author.id] = history.to_dict()
-                    author_history.send_changelog(partition, post.author.id, history.to_dict())
                     record = build_scored(post, output, active.version, sent_at, cohort)
                     deliveries.append(
                         await scores.send(key=post.id.encode(), value=record.to_bytes(), force=True)

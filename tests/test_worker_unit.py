@@ -81,3 +81,14 @@ def test_each_post_is_scored_against_its_own_events_topics():
     assert set(out_live["topic"]["scores"]) == event_ids
     assert set(out_other["topic"]["scores"]) == {topic_id for topic_id, _ in DEFAULT_TOPICS}
     assert out_live["topic"]["label"] == "tech_outage"
+
+
+def test_author_histories_are_kept_per_author_and_bounded():
+    from stream.worker import AuthorHistories
+
+    histories = AuthorHistories(limit=2)
+    first = histories.get("a")
+    assert histories.get("a") is first
+    histories.get("b")
+    histories.get("c")  # "a" is now the least recently seen and is dropped
+    assert histories.get("a") is not first
