@@ -9,11 +9,13 @@ Kafka append to DuckDB commit, and the peak memory of the worker and the sink.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -87,7 +89,6 @@ def pipeline(
             time.sleep(0.2)
         warm = _count(client)
 
-        speed = 0.0
         if rate:
             posts = int(rate * seconds)
         records = [
@@ -97,8 +98,6 @@ def pipeline(
         ]
         records = list({r.post.id: r for r in records}.values())[:posts]
         if rate:
-            from dataclasses import replace
-
             records = [replace(r, delay_s=1.0 / rate) for r in records]
         target = warm + len(records)
         sent_at = time.perf_counter()
@@ -129,12 +128,12 @@ def pipeline(
             " SELECT epoch_ms(stored_at) - epoch_ms(received_at) AS ms FROM scores"
             " WHERE run_id = 'bench')"
         ).to_pylist()[0]
-        speed = len(records) / total_s
+        throughput = len(records) / total_s
         mode = f"paced {rate:g}/s for {seconds:g}s" if rate else "burst"
         click.echo(f"mode                      {mode}, {len(records)} posts")
         click.echo(f"producer                  {len(records) / send_s:,.0f} posts/s")
         click.echo(f"time to first row        {first_row_s:.2f} s after the first send")
-        click.echo(f"end-to-end throughput     {speed:,.1f} posts/s (Kafka -> model -> DuckDB)")
+        click.echo(f"end-to-end throughput     {throughput:,.1f} posts/s (Kafka->model->DuckDB)")
         p50, p95, p99 = lat["q"]
         click.echo(
             f"latency append->commit    p50 {p50:,.0f} ms  p95 {p95:,.0f} ms  "
@@ -155,8 +154,6 @@ def pipeline(
         if keep:
             click.echo(f"kept {home}")
         else:
-            import shutil
-
             shutil.rmtree(home, ignore_errors=True)
 
 

@@ -4,7 +4,6 @@ session starts (resolved by infra/pom.xml) on free loopback ports, and real Duck
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -72,11 +71,8 @@ def kafka_settings(kafka_broker: Settings, tmp_path: Path) -> Settings:
     return settings
 
 
-def swingdial_process(
-    settings: Settings, *args: str, log_path: Path | None = None
-) -> subprocess.Popen:
-    """Start ``swingdial ARGS`` as a real child process configured by ``settings``."""
-    return spawn(settings, *args, log_path=log_path)
+# Integration tests start the real commands exactly as the demo does.
+swingdial_process = spawn
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.5, what: str = "condition"):
