@@ -34,7 +34,13 @@ from models.data import (
 from models.encoder import Encoder
 from models.heads import Heads
 from models.paths import ARTIFACTS_DIR
-from models.train import SOURCE_WEIGHT, class_weights, save_artifacts, seed_everything
+from models.train import (
+    SOURCE_WEIGHT,
+    class_weights,
+    save_artifacts,
+    seed_everything,
+    write_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +54,11 @@ class LoraConfig:
     lr: float = 1e-3  # adapters
     head_lr: float = 5e-4
     batch_size: int = 32
-    max_length: int = 64
-    epochs: float = 1.0  # over the stance set; other tasks are sampled by `mix`
-    mix: tuple[float, float, float] = (0.42, 0.48, 0.10)  # sentiment, stance, emotion
+    max_length: int = 96  # covers 99% of P-Stance posts (17% exceed 64 tokens)
+    epochs: float = 2.5  # over the stance set; other tasks are sampled by `mix`
+    mix: tuple[float, float, float] = (0.30, 0.60, 0.10)  # sentiment, stance, emotion
     sentiment_limit: int | None = None
-    weak_limit: int = 6000
+    weak_limit: int = 3000
     swap_share: float = 0.3  # entity-swap copies of person-target posts (unseen targets)
     bf16: bool | None = None  # autocast matmuls to bfloat16; None: when the CPU has it (~3x)
     time_budget_min: float = 45.0
@@ -152,7 +158,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         targets = sorted({r[1] for r in tb})
         texts = [r[0] for r in sb] + [r[0] for r in eb] + [r[0] for r in tb] + targets
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            emb = encoder(encoder.tokenize(texts))  # the one forward pass
+            emb = encoder.embed_texts(texts)  # each text passes once
         emb = emb.float()
         a, b, c = len(sb), len(sb) + len(eb), len(sb) + len(eb) + len(tb)
         tidx = torch.tensor([targets.index(r[1]) for r in tb])
@@ -232,15 +238,7 @@ def cpu_has_bf16() -> bool:
 
 
 def _checkpoint(out_dir: Path, encoder: Encoder, heads: Heads) -> None:
-    from safetensors.torch import save_file
-
-    from models.encoder import lora_state_dict
-
-    ckpt = out_dir / "checkpoint"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    save_file(lora_state_dict(encoder.model), str(ckpt / "lora.safetensors"))
-    state = {k: v.detach().contiguous() for k, v in heads.state_dict().items()}
-    save_file(state, str(ckpt / "heads.safetensors"))
+    write_weights(out_dir / "checkpoint", heads, encoder)
 
 
 _SAMPLE = "the debate was great and i think he lied about the economy again lol"

@@ -144,3 +144,22 @@ def test_cli_group_and_help():
     for name in ("train", "eval"):
         result = runner.invoke(models_group, [name, "--help"])
         assert result.exit_code == 0 and "Examples:" in result.output
+
+
+def test_weights_are_stored_as_float16_and_load_back_into_float32(tmp_path):
+    from safetensors.torch import load_file
+
+    from models.train import write_weights
+
+    torch.manual_seed(1)
+    heads = Heads(dim=16, hidden=8)
+    assert write_weights(tmp_path, heads, encoder=None) is False  # no adapters to write
+    stored = load_file(str(tmp_path / "heads.safetensors"))
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    reloaded = Heads(dim=16, hidden=8)
+    reloaded.load_state_dict(stored)
+    assert {p.dtype for p in reloaded.parameters()} == {torch.float32}
+    x = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)
+    heads.eval(), reloaded.eval()
+    assert torch.allclose(heads.sentiment(x), reloaded.sentiment(x), atol=1e-2)
+    assert not (tmp_path / "lora.safetensors").exists()

@@ -56,7 +56,9 @@ def _data_root(data: Path | None) -> Path:
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
 @click.option("--lr", type=float, default=None, help="Learning rate (default per method).")
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--max-length", default=64, show_default=True, help="Tokens per post.")
+@click.option(
+    "--max-length", type=int, default=None, help="Tokens per post (default: LoRA 96, frozen 64)."
+)
 @click.option(
     "--sentiment-limit",
     type=int,
@@ -98,7 +100,7 @@ def train_command(
     rank: int,
     lr: float | None,
     batch_size: int,
-    max_length: int,
+    max_length: int | None,
     sentiment_limit: int | None,
     time_budget_min: float,
     cache_dir: Path | None,
@@ -160,7 +162,6 @@ def train_command(
             seed=seed,
             rank=rank,
             batch_size=batch_size,
-            max_length=max_length,
             time_budget_min=time_budget_min,
             exclude_targets=tuple(exclude_targets),
         )
@@ -170,6 +171,8 @@ def train_command(
             cfg.epochs = epochs
         if lr is not None:
             cfg.lr = lr
+        if max_length is not None:
+            cfg.max_length = max_length
         if sentiment_limit is not None:
             cfg.sentiment_limit = sentiment_limit
         train_lora(root, out, cfg)
