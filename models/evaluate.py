@@ -220,3 +220,85 @@ def simulated_event_check(scorer, event_id: str, n: int = 1000, seed: int = 7) -
             "gold_favor_against": sum(g != "none" for g in gold),
         }
     return result
+
+
+def simulated_cohort_check(
+    scorer, event_id: str, *, seed: int = 7, min_posts: int = 3, rate_scale: float = 1.0
+) -> dict:
+    """Cohort calls against the simulator's truth over one whole simulated run.
+
+    Replays the run in event order the way the worker does (bio rules + each author's
+    running stance history, ``min_posts`` stance posts before history counts) and scores
+    every post's call. Media and spam accounts are truly ``unknown``. "bio only" is the
+    same rules with no history: the gap between the two is what the history buys.
+    """
+    from models.cohort import (
+        LEAN_LEFT,
+        LEAN_RIGHT,
+        MODERATE,
+        UNKNOWN,
+        CohortHistory,
+        cohort_from_bio,
+        decide,
+    )
+    from stream.events import load_event
+    from stream.sources.simulator import simulate
+
+    event = load_event(event_id)
+    posts = [
+        rec.post
+        for rec in simulate(event, "cohort-eval", seed=seed, speed=0, rate_scale=rate_scale)
+        if rec.post is not None and rec.post.truth and rec.post.truth.get("cohort")
+    ]
+    texts = sorted({p.text for p in posts})
+    stance = dict(zip(texts, (o["stance"] for o in scorer.score_texts(texts)), strict=True))
+    histories: dict[str, CohortHistory] = {}
+    gold, with_history, bio_only, last_call, author_truth = [], [], [], {}, {}
+    for post in posts:
+        truth = post.truth["cohort"]
+        truth = truth if truth in (MODERATE, LEAN_LEFT, LEAN_RIGHT) else UNKNOWN
+        bio = cohort_from_bio(post.author.bio)
+        history = histories.setdefault(post.author.id, CohortHistory())
+        history.add(stance[post.text])
+        label, _ = decide(bio, history, min_posts=min_posts)
+        gold.append(truth)
+        with_history.append(label)
+        bio_only.append(decide(bio, None, min_posts=min_posts)[0])
+        last_call[post.author.id] = label
+        author_truth[post.author.id] = truth
+    labels = [MODERATE, LEAN_LEFT, LEAN_RIGHT, UNKNOWN]
+
+    def summary(pred: list[str]) -> dict:
+        return {
+            "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
+            "macro_recall": round(
+                float(recall_score(gold, pred, labels=labels, average="macro", zero_division=0)),
+                4,
+            ),
+            "recall": dict(
+                zip(
+                    labels,
+                    (
+                        round(float(r), 4)
+                        for r in recall_score(
+                            gold, pred, labels=labels, average=None, zero_division=0
+                        )
+                    ),
+                    strict=True,
+                )
+            ),
+            "called_unknown": round(float(np.mean(np.array(pred) == UNKNOWN)), 4),
+        }
+
+    authors = list(last_call)
+    return {
+        "event": event_id,
+        "posts": len(posts),
+        "authors": len(authors),
+        "min_posts": min_posts,
+        "with_history": summary(with_history),
+        "bio_only": summary(bio_only),
+        "author_final_accuracy": round(
+            float(np.mean([last_call[a] == author_truth[a] for a in authors])), 4
+        ),
+    }

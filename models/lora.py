@@ -63,7 +63,7 @@ class LoraConfig:
     bf16: bool | None = None  # autocast matmuls to bfloat16; None: when the CPU has it (~3x)
     time_budget_min: float = 45.0
     max_steps: int | None = None
-    warm_start: str | None = str(ARTIFACTS_DIR)  # frozen heads to start from
+    warm_start: str | None = None  # artifacts to start from (frozen heads or a LoRA run)
     checkpoint_every: int = 200
     exclude_targets: tuple[str, ...] = ()  # leave-one-target-out runs
 
@@ -92,12 +92,16 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     heads = Heads(dim=encoder.dim)
     warm = Path(cfg.warm_start) if cfg.warm_start else None
     if warm and (warm / "heads.safetensors").exists():
+        # Frozen heads, or a whole LoRA run (adapters too) to continue training from.
         meta = json.loads((warm / "model.json").read_text())
-        if not meta.get("lora"):
-            heads.load_state_dict(load_file(str(warm / "heads.safetensors")))
-            log.info("heads warm-started from %s", warm)
-        else:
-            warm = None
+        heads.load_state_dict(load_file(str(warm / "heads.safetensors")))
+        if meta.get("lora"):
+            if int(meta["lora"]["rank"]) != cfg.rank:
+                raise ValueError(f"{warm} has LoRA rank {meta['lora']['rank']}, not {cfg.rank}")
+            encoder.load_lora(load_file(str(warm / "lora.safetensors")))
+        log.info("warm-started from %s", warm)
+    else:
+        warm = None
 
     s_texts, s_labels = load_labelled(root, "sentiment", "train")
     sent = list(zip(s_texts, [SENTIMENT_LABELS.index(x) for x in s_labels], strict=True))
@@ -209,7 +213,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         "steps_planned": steps,
         "train_seconds": round(train_s, 1),
         "texts_per_second": round(seen / max(train_s, 1e-9), 1),
-        "warm_started_heads": bool(warm),
+        "warm_start": str(warm) if warm else None,
         "bf16_autocast": bf16,
         "train_rows": {"sentiment": len(sent), "emotion": len(emo), "stance": len(stance_rows)},
         "loss_history": history,

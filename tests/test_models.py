@@ -386,3 +386,43 @@ def test_everyday_self_descriptions(bio, cohort):
     from models.cohort import cohort_from_bio
 
     assert cohort_from_bio(bio)[0] == cohort
+
+
+class _TruthStanceScorer:
+    """Answers each text's stance with the simulator's own truth: isolates the cohort logic."""
+
+    def __init__(self, truth: dict[str, dict]) -> None:
+        self.truth = truth
+
+    def score_texts(self, texts):
+        return [
+            {
+                "stance": {
+                    t: {"label": lab, "scores": {lab: 1.0}} for t, lab in self.truth[x].items()
+                }
+            }
+            for x in texts
+        ]
+
+
+def test_cohort_check_scores_calls_against_simulator_truth():
+    from models.evaluate import simulated_cohort_check
+    from stream.events import load_event
+    from stream.sources.simulator import simulate
+
+    event = load_event("trump-musk-2024")
+    truth = {
+        r.post.text: r.post.truth["stance"]
+        for r in simulate(event, "cohort-eval", seed=3, speed=0, rate_scale=0.3)
+        if r.post is not None and r.post.truth
+    }
+    check = simulated_cohort_check(
+        _TruthStanceScorer(truth), "trump-musk-2024", seed=3, rate_scale=0.3
+    )
+    assert check["posts"] > 5000 and check["authors"] > 500
+    history, bio = check["with_history"], check["bio_only"]
+    # Perfect stance calls: the history can only add correct leans to silent bios.
+    assert history["accuracy"] > bio["accuracy"]
+    assert history["called_unknown"] < bio["called_unknown"]
+    assert history["recall"]["unknown"] == pytest.approx(bio["recall"]["unknown"])  # media/spam
+    assert 0.5 < history["accuracy"] <= 1.0

@@ -163,3 +163,15 @@ def test_weights_are_stored_as_float16_and_load_back_into_float32(tmp_path):
     heads.eval(), reloaded.eval()
     assert torch.allclose(heads.sentiment(x), reloaded.sentiment(x), atol=1e-2)
     assert not (tmp_path / "lora.safetensors").exists()
+
+
+def test_held_out_target_runs_refuse_a_base_that_saw_the_target(tmp_path):
+    from stream.cli.models import models_group
+
+    result = CliRunner().invoke(
+        models_group,
+        ["train", "--exclude-target", "Joe Biden", "--base", str(tmp_path), "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 2
+    assert "must start from scratch" in result.output
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written

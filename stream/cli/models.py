@@ -43,7 +43,9 @@ def _data_root(data: Path | None) -> Path:
 @click.option(
     "--base",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="refit-stance: the artifacts to start from (default: models/artifacts).",
+    help="Artifacts to start from. refit-stance: the run whose stance head is re-fitted "
+    "(default: models/artifacts); lora: frozen heads or a LoRA run to continue training "
+    "(default: from scratch).",
 )
 @click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
 @click.option(
@@ -84,12 +86,6 @@ def _data_root(data: Path | None) -> Path:
     multiple=True,
     help="LoRA: leave this stance target out of training (leave-one-target-out evaluation).",
 )
-@click.option(
-    "--warm-start/--no-warm-start",
-    default=True,
-    show_default=True,
-    help="LoRA: start the heads from the frozen heads in models/artifacts.",
-)
 def train_command(
     method: str,
     base: Path | None,
@@ -106,7 +102,6 @@ def train_command(
     cache_dir: Path | None,
     threads: int | None,
     exclude_targets: tuple[str, ...],
-    warm_start: bool,
 ) -> None:
     """Train the models on the labelled data and write the artifacts (then evaluate).
 
@@ -119,7 +114,8 @@ def train_command(
       swingdial models train --method frozen --out /tmp/heads
       nohup swingdial models train --out /tmp/lora > /tmp/train.log 2>&1 &
       swingdial models train --rank 16 --epochs 1.5 --time-budget-min 30
-      swingdial models train --exclude-target "Joe Biden" --no-warm-start --out /tmp/loto
+      swingdial models train --exclude-target "Joe Biden" --out /tmp/loto-biden
+      swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
     """
     import torch
@@ -165,8 +161,10 @@ def train_command(
             time_budget_min=time_budget_min,
             exclude_targets=tuple(exclude_targets),
         )
-        if not warm_start or exclude_targets:  # frozen heads saw every target: no leaks
-            cfg.warm_start = None
+        if base is not None:
+            if exclude_targets:  # the base saw every target: a held-out score would leak
+                raise click.UsageError("--exclude-target runs must start from scratch (no --base)")
+            cfg.warm_start = str(base)
         if epochs is not None:
             cfg.epochs = epochs
         if lr is not None:
@@ -199,7 +197,8 @@ def train_command(
     "--event",
     "event_id",
     default=None,
-    help="Also score simulated posts of this event against the simulator's truth.",
+    help="Also score a simulated run of this event against the simulator's truth: "
+    "sentiment, stance and topic on 1,000 posts, cohort calls on the whole run (minutes).",
 )
 def eval_command(
     data: Path | None, artifacts: Path | None, write: bool, as_json: bool, event_id: str | None
@@ -229,11 +228,14 @@ def eval_command(
     metrics = evaluate(heads, encoder.encode, _data_root(data))
     metrics["model_version"] = model_version(directory, meta)
     if event_id:
-        from models.evaluate import simulated_event_check
+        from models.evaluate import simulated_cohort_check, simulated_event_check
         from models.scorer import Scorer
 
         scorer = Scorer(encoder, heads, version=metrics["model_version"], targets=settings.targets)
         metrics["simulated_event"] = simulated_event_check(scorer, event_id)
+        metrics["simulated_cohorts"] = simulated_cohort_check(
+            scorer, event_id, min_posts=settings.cohort_min_posts
+        )
     path = directory / "metrics.json"
     if write:
         old = json.loads(path.read_text()) if path.exists() else {}
@@ -326,6 +328,16 @@ def _print_metrics(m: dict) -> None:
             f"{sim['sentiment_macro_recall']:.3f}, topic acc {sim['topic_accuracy']:.3f}, "
             f"stance F1avg {stance}"
         )
+    if "simulated_cohorts" in m:
+        c = m["simulated_cohorts"]
+        for name in ("with_history", "bio_only"):
+            row = c[name]
+            recall = ", ".join(f"{k} {v:.2f}" for k, v in row["recall"].items())
+            click.echo(
+                f"cohort calls, {name.replace('_', ' ')} ({c['posts']} posts, {c['authors']} "
+                f"authors): accuracy {row['accuracy']:.3f}, macro-recall "
+                f"{row['macro_recall']:.3f} (recall {recall})"
+            )
     if "loto" in m:
         click.echo(f"leave-one-target-out ({m.get('loto_note', '')})")
         for target, row in m["loto"].items():

@@ -74,6 +74,13 @@ class CohortSpec(BaseModel):
     authors: int = Field(ge=1)
     followers: FollowerSpec
     bios: list[str] = Field(min_length=1)
+    silent_bio_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of authors whose bio (from the event's silent_bios) says nothing "
+        "political: their cohort shows only in what they post, as for most real accounts.",
+    )
     handle_words: list[str] = Field(default_factory=list)
     hashtags: list[str] = Field(default_factory=list)
     hashtag_rate: float = Field(0.3, ge=0, le=1)
@@ -95,6 +102,7 @@ class SimulationSpec(BaseModel):
     stance_none_share: float = Field(0.4, ge=0, le=1)
     author_activity_skew: float = Field(0.9, ge=0, description="Zipf exponent of who posts.")
     fillers: dict[str, list[str]] = Field(default_factory=dict)
+    silent_bios: list[str] = Field(default_factory=list)
     handle_words: list[str] = Field(min_length=2)
     handle_patterns: list[str] = Field(default_factory=lambda: ["{a}{b}", "{a}_{b}{n}"])
     openers: list[str] = Field(default_factory=list)
@@ -120,6 +128,9 @@ class SimulationSpec(BaseModel):
     def _shares(self) -> SimulationSpec:
         if sum(c.share for c in self.cohorts.values()) <= 0:
             raise ValueError("cohort shares must add up to more than 0")
+        silent = [n for n, c in self.cohorts.items() if c.silent_bio_share > 0]
+        if silent and not self.silent_bios:
+            raise ValueError(f"cohorts {silent} have a silent_bio_share but silent_bios is empty")
         return self
 
     @property
@@ -344,6 +355,11 @@ class _Simulator:
         spec = self.spec.cohorts[cohort]
         words = spec.handle_words + self.spec.handle_words
         authors, seen = [], self.handles
+
+        def bios(spec: CohortSpec) -> list[str]:
+            silent = self.rng.random() < spec.silent_bio_share
+            return self.spec.silent_bios if silent else spec.bios
+
         for i in range(spec.authors):
             pattern = self.rng.choice(self.spec.handle_patterns)
             a, b = self.rng.sample(words, 2)
@@ -359,7 +375,7 @@ class _Simulator:
                 Author(
                     id=f"u{int(uid, 16) % 10**15}",
                     handle=handle,
-                    bio=self._fill(self.rng.choice(spec.bios), cohort),
+                    bio=self._fill(self.rng.choice(bios(spec)), cohort),
                     followers=min(followers, MAX_FOLLOWERS),
                 )
             )
