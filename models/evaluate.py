@@ -302,3 +302,42 @@ def simulated_cohort_check(
             float(np.mean([last_call[a] == author_truth[a] for a in authors])), 4
         ),
     }
+
+
+def excluded_targets(directory: Path) -> list[str]:
+    """The stance targets a run was trained without; an error for a run that saw them all."""
+    from models.scorer import read_meta
+
+    config = read_meta(directory).get("training", {}).get("config", {})
+    excluded = list(config.get("exclude_targets") or [])
+    if not excluded:
+        raise ValueError(f"{directory} was trained on every target (no --exclude-target)")
+    return excluded
+
+
+def held_out_metrics(directory: Path, root: Path | str) -> dict[str, dict]:
+    """Stance on the targets a run was trained without (``train --exclude-target``).
+
+    Recomputed from the run's saved files, so the card's held-out numbers can be checked.
+    """
+    from models.scorer import load_model
+
+    excluded = excluded_targets(directory)
+    encoder, heads, meta = load_model(directory)
+    training = meta.get("training", {})
+    val = load_stance(root, "pstance_val") + load_stance(root, "tweeteval_val")
+    out = {}
+    for target in excluded:
+        test = [ex for ex in val if ex.target == target]
+        if not test:
+            raise ValueError(f"no validation posts for held-out target {target!r}")
+        emb = {target: encoder.encode([target])[0]}
+        probs = stance_probs(
+            heads, encoder.encode([ex.text for ex in test]), [target] * len(test), emb
+        )
+        binary = all(ex.label != "none" for ex in test)
+        out[target] = stance_metrics(test, probs, binary=binary)[target] | {
+            "train_minutes": round(float(training.get("train_seconds", 0)) / 60, 1),
+            "steps": training.get("steps_done"),
+        }
+    return out

@@ -67,6 +67,14 @@ class LoraConfig:
     checkpoint_every: int = 200
     exclude_targets: tuple[str, ...] = ()  # leave-one-target-out runs
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
+        if min(self.mix) < 0 or abs(sum(self.mix) - 1.0) > 1e-6:
+            raise ValueError(f"mix shares must be >= 0 and add up to 1, got {tuple(self.mix)}")
+
 
 def _cycle(items: list, rng: random.Random):
     while True:
@@ -81,6 +89,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
 
     from models.evaluate import evaluate
 
+    cfg.check()
     seed_everything(cfg.seed)
     rng = random.Random(cfg.seed)
     encoder = Encoder(

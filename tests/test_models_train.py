@@ -175,3 +175,23 @@ def test_held_out_target_runs_refuse_a_base_that_saw_the_target(tmp_path):
     assert result.exit_code == 2
     assert "must start from scratch" in result.output
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_a_batch_mix_that_does_not_add_up_is_refused(tmp_path):
+    from stream.cli.models import models_group
+
+    result = CliRunner().invoke(
+        models_group, ["train", "--mix", "0.5", "0.6", "0.1", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "add up to 1" in result.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_held_out_eval_refuses_a_run_that_saw_every_target(tmp_path):
+    from stream.cli.models import models_group
+
+    (tmp_path / "model.json").write_text('{"training": {"config": {"exclude_targets": []}}}')
+    result = CliRunner().invoke(models_group, ["eval", "--held-out", str(tmp_path), "--no-write"])
+    assert result.exit_code == 2
+    assert "trained on every target" in result.output

@@ -62,6 +62,19 @@ def _data_root(data: Path | None) -> Path:
     "--max-length", type=int, default=None, help="Tokens per post (default: LoRA 96, frozen 64)."
 )
 @click.option(
+    "--mix",
+    type=(float, float, float),
+    default=None,
+    help="LoRA: shares of sentiment, stance and emotion posts in each batch "
+    "(default 0.30 0.60 0.10).",
+)
+@click.option(
+    "--weak-limit",
+    type=int,
+    default=None,
+    help="LoRA: weakly labelled SemEval Trump posts to mix in (default 3000).",
+)
+@click.option(
     "--sentiment-limit",
     type=int,
     default=None,
@@ -97,6 +110,8 @@ def train_command(
     lr: float | None,
     batch_size: int,
     max_length: int | None,
+    mix: tuple[float, float, float] | None,
+    weak_limit: int | None,
     sentiment_limit: int | None,
     time_budget_min: float,
     cache_dir: Path | None,
@@ -114,6 +129,7 @@ def train_command(
       swingdial models train --method frozen --out /tmp/heads
       nohup swingdial models train --out /tmp/lora > /tmp/train.log 2>&1 &
       swingdial models train --rank 16 --epochs 1.5 --time-budget-min 30
+      swingdial models train --mix 0.42 0.48 0.10 --weak-limit 6000 --max-length 64
       swingdial models train --exclude-target "Joe Biden" --out /tmp/loto-biden
       swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
@@ -171,6 +187,14 @@ def train_command(
             cfg.lr = lr
         if max_length is not None:
             cfg.max_length = max_length
+        if mix is not None:
+            cfg.mix = mix
+            try:
+                cfg.check()
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--mix") from exc
+        if weak_limit is not None:
+            cfg.weak_limit = weak_limit
         if sentiment_limit is not None:
             cfg.sentiment_limit = sentiment_limit
         train_lora(root, out, cfg)
@@ -200,8 +224,21 @@ def train_command(
     help="Also score a simulated run of this event against the simulator's truth: "
     "sentiment, stance and topic on 1,000 posts, cohort calls on the whole run (minutes).",
 )
+@click.option(
+    "--held-out",
+    "held_out",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="A run trained with --exclude-target: record its score on the left-out target "
+    "(leave-one-target-out) in these metrics. Repeatable.",
+)
 def eval_command(
-    data: Path | None, artifacts: Path | None, write: bool, as_json: bool, event_id: str | None
+    data: Path | None,
+    artifacts: Path | None,
+    write: bool,
+    as_json: bool,
+    event_id: str | None,
+    held_out: tuple[Path, ...],
 ) -> None:
     """Evaluate the trained models on the validation splits and print the field's metrics.
 
@@ -214,16 +251,22 @@ def eval_command(
       swingdial models eval --artifacts /tmp/lora --no-write
       SWINGDIAL_SHARED_DATA=/data/labelled swingdial models eval --json
       swingdial models eval --event trump-musk-2024
+      swingdial models eval --held-out /tmp/loto-biden --held-out /tmp/loto-trump
     """
     import torch
 
-    from models.evaluate import evaluate
+    from models.evaluate import evaluate, excluded_targets
     from models.paths import ARTIFACTS_DIR
     from models.scorer import load_model, model_version
 
     settings = get_settings()
     torch.set_num_threads(settings.torch_threads or 2)
     directory = Path(artifacts or ARTIFACTS_DIR)
+    for run in held_out:  # fail before the minutes of evaluation, not after
+        try:
+            excluded_targets(run)
+        except (ValueError, FileNotFoundError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--held-out") from exc
     encoder, heads, meta = load_model(directory)
     metrics = evaluate(heads, encoder.encode, _data_root(data))
     metrics["model_version"] = model_version(directory, meta)
@@ -237,8 +280,17 @@ def eval_command(
             scorer, event_id, min_posts=settings.cohort_min_posts
         )
     path = directory / "metrics.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    if held_out:
+        from models.evaluate import held_out_metrics
+
+        metrics["loto_lora"] = dict(old.get("loto_lora", {}))
+        for run in held_out:
+            metrics["loto_lora"].update(held_out_metrics(run, _data_root(data)))
+        metrics["loto_lora_note"] = (
+            "leave-one-target-out: LoRA runs trained without the target (--exclude-target)"
+        )
     if write:
-        old = json.loads(path.read_text()) if path.exists() else {}
         path.write_text(json.dumps(old | metrics, indent=2) + "\n")
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
@@ -338,9 +390,11 @@ def _print_metrics(m: dict) -> None:
                 f"authors): accuracy {row['accuracy']:.3f}, macro-recall "
                 f"{row['macro_recall']:.3f} (recall {recall})"
             )
-    if "loto" in m:
-        click.echo(f"leave-one-target-out ({m.get('loto_note', '')})")
-        for target, row in m["loto"].items():
+    for key in ("loto", "loto_lora"):
+        if key not in m:
+            continue
+        click.echo(f"{m.get(key + '_note', 'leave-one-target-out')}")
+        for target, row in m[key].items():
             extra = f"  macro-F1 {row['macro_f1']:.3f}" if "macro_f1" in row else ""
             click.echo(f"  {target:<28} F1avg {row['f1avg']:.3f}{extra}")
 
