@@ -74,9 +74,6 @@ class Settings(BaseSettings):
         30.0, gt=1, description="How soon a killed worker's partitions move to another."
     )
     targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
-    author_history_size: int = Field(
-        200_000, ge=1, description="Authors whose stance history the worker keeps in memory."
-    )
     cohort_min_posts: int = Field(
         3, ge=1, description="Stance-bearing posts an author needs before history moves a call."
     )

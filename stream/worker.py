@@ -15,7 +15,6 @@ import logging
 import socket
 import ssl
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -47,12 +46,26 @@ def _credentials(settings: Settings) -> Any:
 
 
 def cohort_call(
-    post: Post, output: dict[str, Any], history: CohortHistory, min_posts: int
-) -> CohortCall:
-    """The author's cohort from their bio and running stance history (updated in place)."""
-    history.add(output["stance"])
+    post: Post,
+    output: dict[str, Any],
+    stored: dict[str, Any] | None,
+    offset: int,
+    min_posts: int,
+) -> tuple[CohortCall, dict[str, Any] | None]:
+    """The author's cohort from their bio and stance history, and the history to store.
+
+    ``stored`` is the author's table value: the history plus the ``posts`` offset of the
+    last post counted in it. A post at or before that offset is being re-scored after a
+    crash (its batch was not acked but its history update was), so it is not counted
+    twice; the returned value is then ``None`` (nothing to write).
+    """
+    history = CohortHistory.from_dict(stored)
+    fresh = stored is None or offset > int(stored.get("offset", -1))
+    if fresh:
+        history.add(output["stance"])
     label, evidence = decide(cohort_from_bio(post.author.bio), history, min_posts=min_posts)
-    return CohortCall(label=label, evidence=evidence)
+    value = history.to_dict() | {"offset": offset} if fresh else None
+    return CohortCall(label=label, evidence=evidence), value
 
 
 def build_scored(
@@ -74,21 +87,6 @@ def build_scored(
         scored_at=datetime.now(UTC),
         received_at=received_at,
     )
-
-
-class AuthorHistories:
-    """Per-author stance histories, least recently seen dropped first past ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[str, CohortHistory] = OrderedDict()
-
-    def get(self, author_id: str) -> CohortHistory:
-        history = self._items.pop(author_id, None) or CohortHistory()
-        self._items[author_id] = history
-        if len(self._items) > self.limit:
-            self._items.popitem(last=False)
-        return history
 
 
 class EventAwareScorer:
@@ -156,10 +154,23 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
     scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
     dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     # Each author's stance history, so a quiet bio can still be placed by what they post.
-    # Sources key posts by author id, so an author's posts reach one worker. Kept in memory
-    # (bounded, rebuilt from new posts after a restart): a faust Table here made restarted
-    # workers stall intermittently after a crash (see docs/architecture.md).
-    author_history = AuthorHistories(settings.author_history_size)
+    # Sources key posts by author id, so an author's posts and history share a partition
+    # (and a worker); the changelog topic makes the history survive restarts.
+    author_history = app.Table("author-history", default=None, partitions=settings.partitions)
+
+    @app.on_rebalance_complete.connect
+    async def hold_agents_until_seeked(sender: Any, **kwargs: Any) -> None:
+        # faust 0.15 resumes flow control to read the changelog and leaves it on while
+        # it resumes the posts partitions and seeks them to the committed offsets; its
+        # next flow_control.resume() then clears the agents' queues, dropping posts
+        # fetched in that window although the consumer has read past them (never
+        # re-read; the offsets stop committing, or skip them if none was committed yet).
+        # Suspend the agents' flow control again here (sent just before that resume and
+        # seek), so fetched posts wait in the conductor and reach the agent after the
+        # clear. Only flow control: consumer.stop_flow() would make faust drop records
+        # already taken from aiokafka.
+        app.flow_control.suspend()
+
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
     state: dict[str, Any] = {"scorer": scorer, "lock": None}
 
@@ -188,7 +199,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             started = time.perf_counter()
-            valid: list[tuple[Post, datetime | None]] = []
+            valid: list[tuple[Post, datetime | None, int, int]] = []
             deliveries = []
             for event in events:
                 message = event.message
@@ -209,20 +220,34 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
                 sent_at = (
                     datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
                 )
-                valid.append((post, sent_at))
+                valid.append((post, sent_at, message.partition, message.offset))
             if valid:
                 active = await ready_scorer()
                 outputs = await loop.run_in_executor(
-                    executor, active.score_posts, [post for post, _ in valid]
+                    executor, active.score_posts, [post for post, *_ in valid]
                 )
-                for (post, sent_at), output in zip(valid, outputs, strict=True):
-                    history = author_history.get(post.author.id)
-                    cohort = cohort_call(post, output, history, settings.cohort_min_posts)
+                for (post, sent_at, partition, offset), output in zip(valid, outputs, strict=True):
+                    cohort, value = cohort_call(
+                        post,
+                        output,
+                        author_history.data.get(post.author.id),
+                        offset,
+                        settings.cohort_min_posts,
+                    )
+                    if value is not None:
+                        # Written with the post's partition (take_events has no single
+                        # current event) and awaited with the scores, so the inputs are
+                        # acked only once the history they produced is in the changelog.
+                        author_history.data[post.author.id] = value
+                        deliveries.append(
+                            author_history.send_changelog(partition, post.author.id, value)
+                        )
                     record = build_scored(post, output, active.version, sent_at, cohort)
                     deliveries.append(
                         await scores.send(key=post.id.encode(), value=record.to_bytes(), force=True)
                     )
-            # Wait until Kafka has every output before take_events acks the inputs.
+            # Wait until Kafka has every output (and history update) before take_events
+            # acks the inputs.
             await asyncio.gather(*deliveries)
             log.debug(
                 "batch of %d (%d valid) in %.0f ms",
