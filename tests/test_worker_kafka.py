@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -149,3 +151,14 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_settings: Settings, tmp_pa
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
+    # The author history (a faust table) survived the crash: each author's last call counts
+    # every one of their posts exactly once, those scored before the kill included.
+    counted: dict[str, int] = {}
+    for record in drain(settings, settings.topic_scores):
+        value = json.loads(record.value)
+        for line in value["cohort"]["evidence"]:
+            if match := re.match(r"history: \d+/(\d+) posts", line):
+                author = value["post"]["author"]["id"]
+                counted[author] = max(counted.get(author, 0), int(match.group(1)))
+    posts_per_author = Counter(p.author.id for p in before + after)
+    assert counted == dict(posts_per_author)
