@@ -263,7 +263,8 @@ def loto_frozen(
     return out
 
 
-def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def half_precision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Float tensors as contiguous float16 CPU tensors (how the repository stores weights)."""
     return {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in state.items()}
 
 
@@ -278,10 +279,10 @@ def write_weights(out_dir: Path, heads: Heads, encoder: Encoder | None) -> bool:
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(_half(heads.state_dict()), str(out_dir / "heads.safetensors"))
+    save_file(half_precision(heads.state_dict()), str(out_dir / "heads.safetensors"))
     if encoder is None or encoder.lora_rank == 0:
         return False
-    save_file(_half(lora_state_dict(encoder.model)), str(out_dir / "lora.safetensors"))
+    save_file(half_precision(lora_state_dict(encoder.model)), str(out_dir / "lora.safetensors"))
     return True
 
 

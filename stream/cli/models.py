@@ -333,18 +333,25 @@ def bench_command(
 def promote_command(source: Path) -> None:
     """Copy trained artifacts from another folder into models/artifacts.
 
-    Use it after a background run wrote to /tmp and `models eval` looked good.
+    Use it after a background run wrote to /tmp and `models eval` looked good. Weights are
+    stored as float16 (half the size; runs written by `models train` already are); run
+    `swingdial models eval` afterwards so the metrics come from the stored files.
 
     \b
     Example:
       swingdial models promote /tmp/lora
     """
+    from safetensors.torch import load_file, save_file
+
     from models.paths import ARTIFACTS_DIR
     from models.scorer import ARTIFACT_FILES
+    from models.train import half_precision
 
     for name in (*ARTIFACT_FILES, "metrics.json"):
         target = ARTIFACTS_DIR / name
-        if (source / name).exists():
+        if (source / name).exists() and name.endswith(".safetensors"):
+            save_file(half_precision(load_file(str(source / name))), str(target))
+        elif (source / name).exists():
             shutil.copy2(source / name, target)
         elif target.exists():
             target.unlink()
