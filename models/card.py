@@ -56,13 +56,17 @@ def render(metrics: dict, meta: dict, version: str) -> str:
             "",
             "Leave-one-target-out (the target's data removed from training, tested on it):",
             "",
-            "| held-out target | encoder | F1avg (3-way) | macro-F1 favor/against |",
+            "| held-out target | encoder (training) | F1avg (3-way) | macro-F1 favor/against |",
             "|---|---|---|---|",
         ]
         for key, enc in (("loto", "frozen"), ("loto_lora", "LoRA")):
             for target, row in metrics.get(key, {}).items():
                 mf1 = f"{row['macro_f1']:.3f}" if "macro_f1" in row else "n/a"
-                lines.append(f"| {target} | {enc} | {row['f1avg']:.3f} | {mf1} |")
+                if row.get("train_minutes"):
+                    enc_text = f"{enc} ({row['train_minutes']:.0f} min, {row['steps']} steps)"
+                else:
+                    enc_text = enc
+                lines.append(f"| {target} | {enc_text} | {row['f1avg']:.3f} | {mf1} |")
     if "handwritten_unseen" in metrics:
         lines += [
             "",
@@ -88,6 +92,27 @@ def render(metrics: dict, meta: dict, version: str) -> str:
             f"{sim['topic_accuracy']:.3f} ({len(sim['stance'])} targets; stance F1avg "
             f"{stance}).",
         ]
+    if "simulated_cohorts" in metrics:
+        c = metrics["simulated_cohorts"]
+        lines += [
+            "",
+            f"Cohort calls over a whole simulated `{c['event']}` run ({c['posts']} posts, "
+            f"{c['authors']} authors, {c['voters_with_silent_bio']:.0%} of the voters with "
+            "bios that say nothing political; "
+            f"history counts after {c['min_posts']} stance posts), per post, against the "
+            "simulator's truth (media and spam accounts are truly `unknown`):",
+            "",
+            "| calls from | accuracy | macro-recall | recall moderate / left / right / unknown "
+            "| called unknown |",
+            "|---|---|---|---|---|",
+        ]
+        for key, name in (("bio_only", "bio rules only"), ("with_history", "bio + history")):
+            row = c[key]
+            recall = " / ".join(f"{row['recall'][k]:.2f}" for k in row["recall"])
+            lines.append(
+                f"| {name} | {row['accuracy']:.3f} | {row['macro_recall']:.3f} | {recall} | "
+                f"{row['called_unknown']:.1%} |"
+            )
     if "unrelated_target_none_rate" in metrics:
         rates = ", ".join(f"{k} {v:.0%}" for k, v in metrics["unrelated_target_none_rate"].items())
         lines += [

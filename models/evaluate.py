@@ -253,7 +253,10 @@ def simulated_cohort_check(
     texts = sorted({p.text for p in posts})
     stance = dict(zip(texts, (o["stance"] for o in scorer.score_texts(texts)), strict=True))
     histories: dict[str, CohortHistory] = {}
-    gold, with_history, bio_only, last_call, author_truth = [], [], [], {}, {}
+    gold, with_history, bio_only = [], [], []
+    last_call: dict[str, str] = {}
+    author_truth: dict[str, str] = {}
+    bio_says: dict[str, str] = {}
     for post in posts:
         truth = post.truth["cohort"]
         truth = truth if truth in (MODERATE, LEAN_LEFT, LEAN_RIGHT) else UNKNOWN
@@ -266,6 +269,7 @@ def simulated_cohort_check(
         bio_only.append(decide(bio, None, min_posts=min_posts)[0])
         last_call[post.author.id] = label
         author_truth[post.author.id] = truth
+        bio_says[post.author.id] = bio[0]
     labels = [MODERATE, LEAN_LEFT, LEAN_RIGHT, UNKNOWN]
 
     def summary(pred: list[str]) -> dict:
@@ -296,6 +300,10 @@ def simulated_cohort_check(
         "posts": len(posts),
         "authors": len(authors),
         "min_posts": min_posts,
+        "voters_with_silent_bio": round(
+            float(np.mean([bio_says[a] == UNKNOWN for a in authors if author_truth[a] != UNKNOWN])),
+            4,
+        ),
         "with_history": summary(with_history),
         "bio_only": summary(bio_only),
         "author_final_accuracy": round(

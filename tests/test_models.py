@@ -426,3 +426,4 @@ def test_cohort_check_scores_calls_against_simulator_truth():
     assert history["called_unknown"] < bio["called_unknown"]
     assert history["recall"]["unknown"] == pytest.approx(bio["recall"]["unknown"])  # media/spam
     assert 0.5 < history["accuracy"] <= 1.0
+    assert 0.25 < check["voters_with_silent_bio"] < 0.55  # the event file's 40%
