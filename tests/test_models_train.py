@@ -195,3 +195,29 @@ def test_held_out_eval_refuses_a_run_that_saw_every_target(tmp_path):
     result = CliRunner().invoke(models_group, ["eval", "--held-out", str(tmp_path), "--no-write"])
     assert result.exit_code == 2
     assert "trained on every target" in result.output
+
+
+def test_promote_copies_a_run_and_stores_its_weights_as_float16(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    import models.paths
+    from stream.cli.models import models_group
+
+    run, shipped = tmp_path / "run", tmp_path / "shipped"
+    run.mkdir(), shipped.mkdir()
+    heads = Heads(dim=16, hidden=8)
+    save_file(
+        {k: v.contiguous() for k, v in heads.state_dict().items()}, str(run / "heads.safetensors")
+    )
+    (run / "model.json").write_text('{"lora": null}')
+    (run / "metrics.json").write_text("{}")
+    (shipped / "lora.safetensors").write_text("stale adapters of the previous model")
+    monkeypatch.setattr(models.paths, "ARTIFACTS_DIR", shipped)
+    result = CliRunner().invoke(models_group, ["promote", str(run)])
+    assert result.exit_code == 0, result.output
+    stored = load_file(str(shipped / "heads.safetensors"))
+    assert {t.dtype for t in stored.values()} == {torch.float16}
+    for name, value in heads.state_dict().items():
+        assert torch.allclose(stored[name].float(), value, atol=1e-3)
+    assert (shipped / "model.json").read_text() == '{"lora": null}'
+    assert not (shipped / "lora.safetensors").exists()  # the new model has no adapters
