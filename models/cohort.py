@@ -108,6 +108,13 @@ _NOT_A_VOTER = [
     r"forex",
     r"make\s+money",
     r"bot",
+    r"(?:editor|producer|anchor)\s+(?:at|for|@\w+)",
+    r"(?:signal|dms?\s+open)\s+for\s+tips",
+    r"dm\s+me",
+    r"airdrops?",
+    r"\d+x\s+gains",
+    r"link\s+(?:below|in\s+bio)",
+    r"financial\s+freedom",
 ]
 _EMOJI_LEFT = ["\N{WATER WAVE}"]  # the "blue wave" emoji
 
