@@ -65,7 +65,7 @@ def render(metrics: dict, meta: dict, version: str) -> str:
                 if row.get("train_minutes"):
                     enc_text = f"{enc} ({row['train_minutes']:.0f} min, {row['steps']} steps)"
                 else:
-                    enc_text = enc
+                    enc_text = f"{enc} ({row['note']})" if row.get("note") else enc
                 lines.append(f"| {target} | {enc_text} | {row['f1avg']:.3f} | {mf1} |")
     if "handwritten_unseen" in metrics:
         lines += [
