@@ -160,15 +160,13 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
 
     @app.on_rebalance_complete.connect
     async def hold_agents_until_seeked(sender: Any, **kwargs: Any) -> None:
-        # faust 0.15 resumes flow control to read the changelog and leaves it on while
-        # it resumes the posts partitions and seeks them to the committed offsets; its
-        # next flow_control.resume() then clears the agents' queues, dropping posts
-        # fetched in that window although the consumer has read past them (never
-        # re-read; the offsets stop committing, or skip them if none was committed yet).
-        # Suspend the agents' flow control again here (sent just before that resume and
-        # seek), so fetched posts wait in the conductor and reach the agent after the
-        # clear. Only flow control: consumer.stop_flow() would make faust drop records
-        # already taken from aiokafka.
+        # After recovering the table, faust seeks the posts partitions and then resumes
+        # flow control, which clears the agents' queues: posts fetched during the seek
+        # were dropped although the consumer had read past them (restarted workers
+        # stalled, or skipped posts). Suspending here, just before that resume and seek,
+        # keeps fetched posts in the conductor until after the clear. Not
+        # consumer.stop_flow(): faust then drops records already taken from aiokafka.
+        # Details and measurements: docs/architecture.md, "Author history".
         app.flow_control.suspend()
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
