@@ -273,24 +273,11 @@ def simulated_cohort_check(
     labels = [MODERATE, LEAN_LEFT, LEAN_RIGHT, UNKNOWN]
 
     def summary(pred: list[str]) -> dict:
+        recall = recall_score(gold, pred, labels=labels, average=None, zero_division=0)
         return {
             "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
-            "macro_recall": round(
-                float(recall_score(gold, pred, labels=labels, average="macro", zero_division=0)),
-                4,
-            ),
-            "recall": dict(
-                zip(
-                    labels,
-                    (
-                        round(float(r), 4)
-                        for r in recall_score(
-                            gold, pred, labels=labels, average=None, zero_division=0
-                        )
-                    ),
-                    strict=True,
-                )
-            ),
+            "macro_recall": round(float(np.mean(recall)), 4),
+            "recall": {lab: round(float(r), 4) for lab, r in zip(labels, recall, strict=True)},
             "called_unknown": round(float(np.mean(np.array(pred) == UNKNOWN)), 4),
         }
 

@@ -41,6 +41,7 @@ from models.train import (
     seed_everything,
     write_weights,
 )
+from stream.config import cpu_has_bf16
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,6 @@ class LoraConfig:
     checkpoint_every: int = 200
     exclude_targets: tuple[str, ...] = ()  # leave-one-target-out runs
 
-    def __post_init__(self) -> None:
-        self.check()
-
     def check(self) -> None:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
         if min(self.mix) < 0 or abs(sum(self.mix) - 1.0) > 1e-6:
@@ -88,6 +86,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     from safetensors.torch import load_file
 
     from models.evaluate import evaluate
+    from models.scorer import read_meta
 
     cfg.check()
     seed_everything(cfg.seed)
@@ -100,17 +99,15 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     )
     heads = Heads(dim=encoder.dim)
     warm = Path(cfg.warm_start) if cfg.warm_start else None
-    if warm and (warm / "heads.safetensors").exists():
+    if warm:
         # Frozen heads, or a whole LoRA run (adapters too) to continue training from.
-        meta = json.loads((warm / "model.json").read_text())
+        meta = read_meta(warm)
         heads.load_state_dict(load_file(str(warm / "heads.safetensors")))
         if meta.get("lora"):
             if int(meta["lora"]["rank"]) != cfg.rank:
                 raise ValueError(f"{warm} has LoRA rank {meta['lora']['rank']}, not {cfg.rank}")
             encoder.load_lora(load_file(str(warm / "lora.safetensors")))
         log.info("warm-started from %s", warm)
-    else:
-        warm = None
 
     s_texts, s_labels = load_labelled(root, "sentiment", "train")
     sent = list(zip(s_texts, [SENTIMENT_LABELS.index(x) for x in s_labels], strict=True))
@@ -241,15 +238,6 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     return metrics
 
 
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: bfloat16 matmuls are ~3x faster than float32 for training."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def _checkpoint(out_dir: Path, encoder: Encoder, heads: Heads) -> None:
     write_weights(out_dir / "checkpoint", heads, encoder)
 
@@ -308,7 +296,7 @@ def refit_stance_head(
     info = dict(meta.get("training", {}))
     info["stance_head_refit"] = {"epochs": epochs, "rows": len(stance), "swap_share": swap_share}
     old = json.loads((artifacts / "metrics.json").read_text())
-    for key in ("loto", "loto_note", "loto_lora"):
+    for key in ("loto", "loto_note", "loto_lora", "loto_lora_note"):
         if key in old:
             metrics[key] = old[key]
     save_artifacts(

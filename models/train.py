@@ -271,7 +271,7 @@ def half_precision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def write_weights(out_dir: Path, heads: Heads, encoder: Encoder | None) -> bool:
     """Heads (+ LoRA adapters if the encoder has them) as float16 safetensors.
 
-    float16 halves what the repository keeps (1.9 MB instead of 3.7 MB); the loaders
+    float16 halves what the repository keeps (1.8 MB instead of 3.7 MB); the loaders
     copy the values back into float32 parameters, and the metrics are computed from the
     saved files (``swingdial models eval``), so they include the rounding. Returns
     whether adapters were written.

@@ -27,7 +27,8 @@ def _default_shared_data() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def _cpu_has_bf16() -> bool:
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX: bfloat16 matmuls are ~3x faster than float32 (scoring, training)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -114,7 +115,7 @@ class Settings(BaseSettings):
         """``score_precision`` with 'auto' decided by the CPU's flags."""
         if self.score_precision != "auto":
             return self.score_precision
-        return "bf16" if _cpu_has_bf16() else "fp32"
+        return "bf16" if cpu_has_bf16() else "fp32"
 
     @property
     def db_path(self) -> Path:

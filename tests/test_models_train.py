@@ -221,3 +221,11 @@ def test_promote_copies_a_run_and_stores_its_weights_as_float16(tmp_path, monkey
         assert torch.allclose(stored[name].float(), value, atol=1e-3)
     assert (shipped / "model.json").read_text() == '{"lora": null}'
     assert not (shipped / "lora.safetensors").exists()  # the new model has no adapters
+
+
+def test_continuing_from_a_folder_without_a_model_is_an_error_not_a_fresh_start(tmp_path):
+    from models.lora import LoraConfig, train_lora
+
+    with pytest.raises(FileNotFoundError, match="model.json missing"):
+        train_lora(tmp_path / "data", tmp_path / "out", LoraConfig(warm_start=str(tmp_path)))
+    assert not (tmp_path / "out").exists()

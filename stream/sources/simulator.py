@@ -355,11 +355,6 @@ class _Simulator:
         spec = self.spec.cohorts[cohort]
         words = spec.handle_words + self.spec.handle_words
         authors, seen = [], self.handles
-
-        def bios(spec: CohortSpec) -> list[str]:
-            silent = self.rng.random() < spec.silent_bio_share
-            return self.spec.silent_bios if silent else spec.bios
-
         for i in range(spec.authors):
             pattern = self.rng.choice(self.spec.handle_patterns)
             a, b = self.rng.sample(words, 2)
@@ -371,11 +366,13 @@ class _Simulator:
                 spec.followers.median * math.exp(self.rng.gauss(0, spec.followers.sigma))
             )
             uid = hashlib.sha1(f"{cohort}|{i}|{self.rng.random()}".encode()).hexdigest()[:12]
+            silent = self.rng.random() < spec.silent_bio_share
+            bios = self.spec.silent_bios if silent else spec.bios
             authors.append(
                 Author(
                     id=f"u{int(uid, 16) % 10**15}",
                     handle=handle,
-                    bio=self._fill(self.rng.choice(bios(spec)), cohort),
+                    bio=self._fill(self.rng.choice(bios), cohort),
                     followers=min(followers, MAX_FOLLOWERS),
                 )
             )
