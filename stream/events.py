@@ -6,6 +6,7 @@ the topic model scores against the topic list.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,15 @@ import yaml
 from pydantic import BaseModel, Field
 
 EVENTS_DIR = Path(__file__).parent / "events"
+
+# An event id names a file in an events folder; it is never a path (no "/", no leading dot),
+# because it arrives in every post from producers the worker does not trust.
+EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
+class UnknownEventError(FileNotFoundError):
+    """No event file for this id in the events folders (or the id is not an identifier)."""
 
 
 class Topic(BaseModel):
@@ -66,20 +76,41 @@ class Event(BaseModel):
         return max(active, key=lambda m: m.at_min) if active else None
 
 
-def event_path(event_id: str) -> Path:
-    return EVENTS_DIR / f"{event_id}.yaml"
+def is_event_id(text: str) -> bool:
+    return bool(_EVENT_ID.match(text))
 
 
-def available_events() -> list[str]:
-    return sorted(p.stem for p in EVENTS_DIR.glob("*.yaml"))
+def event_dirs(extra_dir: Path | None = None) -> list[Path]:
+    """Where event files are looked up: the configured folder first, then the package's."""
+    return [d for d in (extra_dir, EVENTS_DIR) if d is not None]
 
 
-def load_event(event_id_or_path: str | Path) -> Event:
-    """Load an event by id (a file in ``stream/events``) or by path."""
-    path = Path(event_id_or_path)
-    if not path.suffix:
-        path = event_path(str(event_id_or_path))
-    if not path.exists():
-        known = ", ".join(available_events()) or "none"
-        raise FileNotFoundError(f"no event file {path} (known events: {known})")
+def event_path(event_id: str, extra_dir: Path | None = None) -> Path:
+    """The file for ``event_id``; raises :class:`UnknownEventError` if there is none."""
+    if not is_event_id(event_id):
+        raise UnknownEventError(
+            f"{event_id[:80]!r} is not an event id (letters, digits, '.', '_', '-'; no paths)"
+        )
+    for directory in event_dirs(extra_dir):
+        path = directory / f"{event_id}.yaml"
+        if path.is_file():
+            return path
+    known = ", ".join(available_events(extra_dir)) or "none"
+    raise UnknownEventError(f"no event file for {event_id!r} (known events: {known})")
+
+
+def available_events(extra_dir: Path | None = None) -> list[str]:
+    found = {p.stem for d in event_dirs(extra_dir) if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(e for e in found if is_event_id(e))
+
+
+def load_event_file(path: Path) -> Event:
+    """Load an event from an explicit file an operator named (CLI only, never from posts)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no event file {path}")
     return Event.model_validate(yaml.safe_load(path.read_text()))
+
+
+def load_event(event_id: str, extra_dir: Path | None = None) -> Event:
+    """Load an event by id from ``extra_dir`` (``SWINGDIAL_EVENTS_DIR``) or ``stream/events``."""
+    return load_event_file(event_path(event_id, extra_dir))

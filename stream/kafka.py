@@ -23,6 +23,7 @@ def producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "linger_ms": 20,
         "retries": 5,
         "max_in_flight_requests_per_connection": 1,
+        "max_request_size": settings.kafka_max_message_bytes,
         "client_id": "swingdial-producer",
     }
     config.update(overrides)

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stream.events import EVENT_ID_PATTERN
+
 EARLIEST = datetime(2006, 3, 21, tzinfo=UTC)  # the first tweet; nothing older is a post
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_TEXT = 10_000
@@ -38,7 +40,7 @@ class Post(BaseModel):
 
     id: str = Field(min_length=1, max_length=128)
     run_id: str = Field(min_length=1, max_length=128)
-    event_id: str = Field(min_length=1, max_length=128)
+    event_id: str = Field(pattern=EVENT_ID_PATTERN)
     event_time: datetime
     author: Author
     text: str = Field(min_length=1, max_length=MAX_TEXT)
@@ -90,14 +92,18 @@ def parse_post(raw: bytes | str) -> Post:
     """Decode and validate one Kafka value. Raises :class:`InvalidPost`."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise InvalidPost(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidPost("not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidPost(f"expected a JSON object, got {type(data).__name__}")
     try:
         return Post.model_validate(data)
     except ValidationError as exc:
         raise InvalidPost(_describe(exc)) from None
+    except RecursionError:
+        raise InvalidPost("record nested too deeply") from None
 
 
 class LabelScores(BaseModel):

@@ -11,21 +11,26 @@ stores each post once (it keys on run id + post id).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
-from models.cohort import CohortHistory, cohort_from_bio, decide
 from models.scorer import DEFAULT_TOPICS, Scorer, event_topics, load_scorer
-from stream.config import Settings
+from stream.batch import BatchOutput, InRecord, score_batch
+from stream.config import Settings, secret
 from stream.events import load_event
-from stream.schema import CohortCall, InvalidPost, LabelScores, Post, ScoredPost, parse_post
+from stream.schema import Post
+
+# Exit status when a batch failed as a whole and was not acknowledged (restart re-reads it).
+EXIT_BATCH_FAILED = 70
 
 log = logging.getLogger(__name__)
 
@@ -38,55 +43,11 @@ def _credentials(settings: Settings) -> Any:
     if settings.kafka_sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password,
+            password=secret(settings.kafka_sasl_password),
             mechanism=settings.kafka_sasl_mechanism,
             ssl_context=ssl_context,
         )
     return ssl_context
-
-
-def cohort_call(
-    post: Post,
-    output: dict[str, Any],
-    stored: dict[str, Any] | None,
-    offset: int,
-    min_posts: int,
-) -> tuple[CohortCall, dict[str, Any] | None]:
-    """The author's cohort from their bio and stance history, and the history to store.
-
-    ``stored`` is the author's table value: the history plus the ``posts`` offset of the
-    last post counted in it. A post at or before that offset is being re-scored after a
-    crash (its batch was not acked but its history update was), so it is not counted
-    twice; the returned value is then ``None`` (nothing to write).
-    """
-    history = CohortHistory.from_dict(stored)
-    fresh = stored is None or offset > int(stored.get("offset", -1))
-    if fresh:
-        history.add(output["stance"])
-    label, evidence = decide(cohort_from_bio(post.author.bio), history, min_posts=min_posts)
-    value = history.to_dict() | {"offset": offset} if fresh else None
-    return CohortCall(label=label, evidence=evidence), value
-
-
-def build_scored(
-    post: Post,
-    output: dict[str, Any],
-    version: str,
-    received_at: datetime | None,
-    cohort: CohortCall,
-) -> ScoredPost:
-    """Assemble the record for the ``scores`` topic from a post and its model output."""
-    return ScoredPost(
-        post=post,
-        sentiment=LabelScores(**output["sentiment"]),
-        stance={target: LabelScores(**value) for target, value in output["stance"].items()},
-        emotion=LabelScores(**output["emotion"]) if output.get("emotion") else None,
-        topic=LabelScores(**output["topic"]) if output.get("topic") else None,
-        cohort=cohort,
-        model_version=version,
-        scored_at=datetime.now(UTC),
-        received_at=received_at,
-    )
 
 
 class EventAwareScorer:
@@ -96,19 +57,32 @@ class EventAwareScorer:
     usual case: one live event at a time) keep the cache warm.
     """
 
-    def __init__(self, scorer: Scorer) -> None:
+    def __init__(self, scorer: Scorer, events_dir: Any = None) -> None:
         self.scorer = scorer
         self.version = scorer.version
+        self.events_dir = events_dir
         self._event_id: str | None = None
+        self._topics: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+
+    def topics_for(self, event_id: str) -> list[tuple[str, str]]:
+        """The event file's topics; the default list for an unknown or unreadable event."""
+        if event_id not in self._topics:
+            try:
+                topics = event_topics(load_event(event_id, self.events_dir).topics)
+            except FileNotFoundError:
+                topics = list(DEFAULT_TOPICS)
+            except Exception as exc:  # noqa: BLE001 - a broken event file must not stop scoring
+                log.warning("event file for %r unreadable, default topics: %s", event_id, exc)
+                topics = list(DEFAULT_TOPICS)
+            self._topics[event_id] = topics
+            while len(self._topics) > 64:  # event ids come from producers: keep few
+                self._topics.popitem(last=False)
+        return self._topics[event_id]
 
     def _use_event(self, event_id: str) -> None:
         if event_id == self._event_id:
             return
-        try:
-            topics = event_topics(load_event(event_id).topics)
-        except FileNotFoundError:
-            topics = list(DEFAULT_TOPICS)
-        self.scorer.set_topics(topics)
+        self.scorer.set_topics(self.topics_for(event_id))
         self._event_id = event_id
 
     def score_posts(self, posts: list[Post]) -> list[dict[str, Any]]:
@@ -142,6 +116,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         producer_acks=-1,
+        producer_max_request_size=settings.kafka_max_message_bytes,
         broker_session_timeout=settings.worker_session_timeout_s,
         # Static membership: a worker restarted after a crash rejoins as the same member,
         # so the group does not rebalance twice (join, then expel the dead member) while
@@ -182,79 +157,119 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
                     loop = asyncio.get_running_loop()
                     state["scorer"] = await loop.run_in_executor(
                         executor,
-                        lambda: EventAwareScorer(load_scorer(settings, targets=settings.targets)),
+                        lambda: EventAwareScorer(
+                            load_scorer(settings, targets=settings.targets),
+                            settings.events_dir,
+                        ),
                     )
                     log.info("model %s loaded", state["scorer"].version)
         return state["scorer"]
 
     @app.task
     async def warm_up() -> None:
-        # Load the model before the first batch so the first posts are not late.
-        await ready_scorer()
+        # Load the model before the first batch so the first posts are not late. A model
+        # that cannot load fails the first batch instead (retried, then exit non-zero).
+        try:
+            await ready_scorer()
+        except Exception as exc:  # noqa: BLE001
+            log.error("model failed to load: %r", exc)
+
+    async def write(output: BatchOutput) -> None:
+        """Send every output of a batch and wait until Kafka has them all."""
+        deliveries = [
+            await dlq.send(key=d.key, value=d.value, headers=list(d.headers), force=True)
+            for d in output.dead_letters
+        ]
+        for key, (partition, value) in output.history.items():
+            # Written with the post's partition (take_events has no single current event)
+            # and awaited with the scores, so the inputs are acked only once the history
+            # they produced is in the changelog.
+            author_history.data[key] = value
+            deliveries.append(author_history.send_changelog(partition, key, value))
+        for record in output.scores:
+            deliveries.append(await scores.send(key=record.key, value=record.value, force=True))
+        await asyncio.gather(*deliveries)
+
+    async def process(records: list[InRecord]) -> BatchOutput:
+        active = await ready_scorer()
+        output = await asyncio.get_running_loop().run_in_executor(
+            executor,
+            functools.partial(
+                score_batch,
+                records,
+                active.score_posts,
+                author_history.data,
+                version=active.version,
+                min_posts=settings.cohort_min_posts,
+                max_bytes=settings.kafka_max_message_bytes,
+            ),
+        )
+        await write(output)
+        return output
 
     @app.agent(posts, concurrency=1)
     async def score_posts(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             started = time.perf_counter()
-            valid: list[tuple[Post, datetime | None, int, int]] = []
-            deliveries = []
-            for event in events:
-                message = event.message
-                raw: bytes = message.value if message.value is not None else b""
+            records = [in_record(event.message) for event in events]
+            attempt = 0
+            while True:
                 try:
-                    post = parse_post(raw)
-                except InvalidPost as exc:
-                    headers = [
-                        ("reason", exc.reason.encode()),
-                        ("source_topic", message.topic.encode()),
-                        ("source_partition", str(message.partition).encode()),
-                        ("source_offset", str(message.offset).encode()),
-                    ]
-                    deliveries.append(
-                        await dlq.send(key=message.key, value=raw, headers=headers, force=True)
+                    output = await process(records)
+                    break
+                except Exception as exc:  # noqa: BLE001 - the batch failed as a whole
+                    if attempt >= settings.worker_batch_retries:
+                        exit_without_ack(records, exc)
+                    attempt += 1
+                    log.warning(
+                        "batch of %d failed (%r); retry %d of %d",
+                        len(records),
+                        exc,
+                        attempt,
+                        settings.worker_batch_retries,
                     )
-                    continue
-                sent_at = (
-                    datetime.fromtimestamp(message.timestamp, UTC) if message.timestamp else None
-                )
-                valid.append((post, sent_at, message.partition, message.offset))
-            if valid:
-                active = await ready_scorer()
-                outputs = await loop.run_in_executor(
-                    executor, active.score_posts, [post for post, *_ in valid]
-                )
-                for (post, sent_at, partition, offset), output in zip(valid, outputs, strict=True):
-                    cohort, value = cohort_call(
-                        post,
-                        output,
-                        author_history.data.get(post.author.id),
-                        offset,
-                        settings.cohort_min_posts,
-                    )
-                    if value is not None:
-                        # Written with the post's partition (take_events has no single
-                        # current event) and awaited with the scores, so the inputs are
-                        # acked only once the history they produced is in the changelog.
-                        author_history.data[post.author.id] = value
-                        deliveries.append(
-                            author_history.send_changelog(partition, post.author.id, value)
-                        )
-                    record = build_scored(post, output, active.version, sent_at, cohort)
-                    deliveries.append(
-                        await scores.send(key=post.id.encode(), value=record.to_bytes(), force=True)
-                    )
-            # Wait until Kafka has every output (and history update) before take_events
-            # acks the inputs.
-            await asyncio.gather(*deliveries)
+                    await asyncio.sleep(min(2.0**attempt, 10.0))
             log.debug(
-                "batch of %d (%d valid) in %.0f ms",
-                len(events),
-                len(valid),
+                "batch of %d (%d scored, %d dead-lettered) in %.0f ms",
+                len(records),
+                len(output.scores),
+                len(output.dead_letters),
                 (time.perf_counter() - started) * 1000,
             )
 
     return app
+
+
+def in_record(message: Any) -> InRecord:
+    return InRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp=message.timestamp,
+    )
+
+
+def exit_without_ack(records: list[InRecord], exc: BaseException) -> None:
+    """Stop the process at once: faust's ``take_events`` would ack the batch on the way out.
+
+    Nothing of this batch is acknowledged, so its offsets are never committed and a
+    restarted worker reads it again.
+    """
+    first = min(records, key=lambda r: (r.partition, r.offset))
+    log.critical(
+        "batch of %d posts (from %s[%d]@%d) failed after retries: %r; exiting with status %d "
+        "without acknowledging it, a restarted worker reads it again",
+        len(records),
+        first.topic,
+        first.partition,
+        first.offset,
+        exc,
+        EXIT_BATCH_FAILED,
+    )
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:

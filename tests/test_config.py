@@ -29,3 +29,54 @@ def test_every_listener_defaults_to_loopback():
     assert settings.kafka_bootstrap.startswith("127.0.0.1:")
     assert settings.worker_web_host == settings.query_host == settings.dashboard_host == "127.0.0.1"
     assert isinstance(settings.home, Path)
+
+
+def test_list_settings_take_commas_or_json(monkeypatch):
+    monkeypatch.setenv("SWINGDIAL_TARGETS", "Donald Trump, Joe Biden")
+    assert Settings().targets == ["Donald Trump", "Joe Biden"]
+    monkeypatch.setenv("SWINGDIAL_TARGETS", '["Kamala Harris", "Elon Musk"]')
+    assert Settings().targets == ["Kamala Harris", "Elon Musk"]
+
+
+def test_secrets_are_hidden_but_reach_child_processes(monkeypatch, tmp_path):
+    original = Settings(home=tmp_path, kafka_sasl_mechanism="PLAIN", kafka_sasl_password="s3cr3t")
+    assert "s3cr3t" not in repr(original) and "s3cr3t" not in original.model_dump_json()
+    assert original.display_values()["kafka_sasl_password"] == "***"
+    assert original.kafka_client_config()["sasl_plain_password"] == "s3cr3t"
+    env = original.to_env()
+    assert env["SWINGDIAL_KAFKA_SASL_PASSWORD"] == "s3cr3t"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert Settings().kafka_sasl_password.get_secret_value() == "s3cr3t"
+
+
+def test_config_prints_lines_that_paste_back(tmp_path):
+    """`swingdial config` output, sourced by a shell, gives the same settings (secret aside)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "SWINGDIAL_HOME": str(tmp_path),
+        "SWINGDIAL_TARGETS": "Donald Trump,Joe Biden",
+        "SWINGDIAL_KAFKA_SASL_PASSWORD": "hunter2",
+    }
+    printed = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "config"], env=env, capture_output=True, text=True
+    ).stdout
+    assert "hunter2" not in printed
+    assert "SWINGDIAL_TARGETS='Donald Trump,Joe Biden'" in printed.splitlines()
+    script = "".join(f"export {line}\n" for line in printed.splitlines() if "PASSWORD" not in line)
+    dump = "python -c 'from stream.config import Settings; print(Settings().model_dump_json())'"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SWINGDIAL_")}
+    again = subprocess.run(
+        ["bash", "-c", script + sys.executable + dump[6:]],
+        env=clean,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert again.returncode == 0, again.stderr
+    expected = Settings(home=tmp_path, targets=["Donald Trump", "Joe Biden"])
+    assert Settings.model_validate_json(again.stdout) == expected

@@ -112,6 +112,77 @@ def test_worker_scores_valid_posts_and_dead_letters_bad_ones(kafka_settings: Set
     assert "followers" in reasons[MALFORMED[2]]
 
 
+def test_poison_records_between_valid_posts_cost_them_nothing(kafka_settings: Settings, tmp_path):
+    """The corpus a hostile producer sent in the issue (a record just over faust's size limit,
+    a path as event id, JSON nested 100,000 deep, a 4,301-digit integer, ...), each between
+    valid posts on every partition: all valid posts scored, every poison dead-lettered."""
+    from stream.testing import poison_corpus
+
+    corpus = {k: v for k, v in poison_corpus(kafka_settings.kafka_max_message_bytes).items()}
+    posts = make_posts(len(corpus) * 6, "run-p")
+    values: list[tuple[bytes, bytes | None]] = []
+    for i, post in enumerate(posts):
+        values.append((post.author.id.encode(), post.to_bytes()))
+        if i % 6 == 5:
+            values.append((f"poison-{i}".encode(), list(corpus.values())[i // 6]))
+    # The broker (1,048,588) and kafka-python (1,048,576 here) take more than faust's
+    # producer: the worker must still dead-letter the oversized record.
+    producer = kafka.producer(kafka_settings, max_request_size=1_048_576)
+    for key, value in values:
+        producer.send(kafka_settings.topic_posts, key=key, value=value)
+    producer.flush()
+    producer.close()
+    worker = swingdial_process(kafka_settings, "worker", log_path=tmp_path / "worker.log")
+    try:
+        wait_until(
+            lambda: (
+                len(drain(kafka_settings, kafka_settings.topic_dlq)) >= len(corpus)
+                and len(scored_ids(kafka_settings)) >= len(posts)
+            ),
+            300,
+            2,
+            "every post scored and every poison dead-lettered",
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    assert worker.returncode == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert scored_ids(kafka_settings) == {p.id for p in posts}
+    dead = drain(kafka_settings, kafka_settings.topic_dlq)
+    assert len(dead) == len(corpus)
+    reasons = [dict(r.headers)["reason"].decode() for r in dead]
+    assert all(reasons)
+    assert any("nested too deeply" in r for r in reasons)
+    assert any("event_id" in r for r in reasons)
+    assert any("scores record too large" in r for r in reasons)
+    truncated = [r for r in dead if dict(r.headers).get("truncated") == b"true"]
+    assert len(truncated) == 1 and int(dict(truncated[0].headers)["original_size"]) > 1_000_000
+
+
+def test_a_batch_that_fails_as_a_whole_is_not_acknowledged(kafka_settings: Settings, tmp_path):
+    """A model that cannot load fails every batch: the worker retries, exits non-zero
+    without committing, and a restarted healthy worker scores every post."""
+    posts = make_posts(30, "run-f")
+    produce(kafka_settings, [(p.author.id.encode(), p.to_bytes()) for p in posts])
+    broken = kafka_settings.model_copy(
+        update={"hf_model": str(tmp_path / "no-such-model"), "worker_batch_retries": 1}
+    )
+    log = tmp_path / "worker.log"
+    first = swingdial_process(broken, "worker", log_path=log)
+    assert first.wait(240) == 70, log.read_text()[-3000:]
+    assert "without acknowledging" in log.read_text()
+    assert scores_appended(kafka_settings) == 0
+    second = swingdial_process(kafka_settings, "worker", log_path=log)
+    try:
+        wait_until(
+            lambda: scored_ids(kafka_settings) == {p.id for p in posts}, 240, 2, "every post"
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert drain(kafka_settings, kafka_settings.topic_dlq) == []
+
+
 def scores_appended(settings: Settings) -> int:
     """How many records the scores topic holds (cheap: end offsets, no consuming)."""
     from kafka import TopicPartition

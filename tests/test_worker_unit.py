@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from models.cohort import CohortHistory
+from stream.batch import build_scored, cohort_call
 from stream.schema import Author, Post, ScoredPost
-from stream.worker import build_scored, cohort_call
 
 
 def post(bio: str, text: str = "text") -> Post:
@@ -38,7 +38,7 @@ def output(trump: str) -> dict:
 def test_history_places_an_author_with_a_silent_bio_only_after_enough_posts():
     stored, calls = None, []
     for offset in range(4):
-        call, stored = cohort_call(post(""), output("favor"), stored, offset, min_posts=3)
+        call, stored = cohort_call(post(""), output("favor"), stored, 0, offset, min_posts=3)
         calls.append(call)
     assert calls[0].label == "unknown"
     assert calls[-1].label == "lean_right"
@@ -47,28 +47,30 @@ def test_history_places_an_author_with_a_silent_bio_only_after_enough_posts():
 
 
 def test_a_post_re_scored_after_a_crash_is_not_counted_twice():
-    _, stored = cohort_call(post(""), output("favor"), None, 10, min_posts=3)
-    _, stored = cohort_call(post(""), output("favor"), stored, 11, min_posts=3)
+    _, stored = cohort_call(post(""), output("favor"), None, 0, 10, min_posts=3)
+    _, stored = cohort_call(post(""), output("favor"), stored, 0, 11, min_posts=3)
     # The worker died before acking offsets 10-11; after recovery they arrive again.
     for offset in (10, 11):
-        call, value = cohort_call(post(""), output("favor"), stored, offset, min_posts=3)
+        call, value = cohort_call(post(""), output("favor"), stored, 0, offset, min_posts=3)
         assert value is None  # nothing to write: already in the history
         assert "history: 2/2 posts with stance" in " ".join(call.evidence)
-    _, stored = cohort_call(post(""), output("against"), stored, 12, min_posts=3)
+    _, stored = cohort_call(post(""), output("against"), stored, 0, 12, min_posts=3)
     assert stored["posts"] == 3 and stored["offset"] == 12
 
 
 def test_bio_wins_for_partisans_and_history_survives_a_round_trip():
-    call, stored = cohort_call(post("Progressive. Resist."), output("favor"), None, 0, min_posts=3)
+    call, stored = cohort_call(
+        post("Progressive. Resist."), output("favor"), None, 0, 0, min_posts=3
+    )
     assert call.label == "lean_left"
     assert any(e.startswith("bio:") for e in call.evidence)
     restored = CohortHistory.from_dict(stored)
-    assert restored.to_dict() | {"offset": 0} == stored
+    assert restored.to_dict() | {"partition": 0, "offset": 0} == stored
 
 
 def test_scored_record_round_trips_with_model_version():
     p = post("Independent", "hello")
-    cohort, _ = cohort_call(p, output("none"), None, 0, min_posts=3)
+    cohort, _ = cohort_call(p, output("none"), None, 0, 0, min_posts=3)
     record = build_scored(p, output("none"), "v1", None, cohort)
     again = ScoredPost.model_validate_json(record.to_bytes())
     assert again.model_version == "v1"

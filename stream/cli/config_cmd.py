@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import click
 
@@ -14,18 +15,21 @@ from stream.config import Settings, get_settings
 def config_command(as_json: bool) -> None:
     """Print every setting with its current value and environment variable.
 
+    Lists print comma-separated and secrets as ***, so each line can be pasted back into
+    a shell (an unset value prints empty).
+
     \b
     Examples:
       swingdial config
       SWINGDIAL_PARTITIONS=3 swingdial config --json
     """
-    settings = get_settings()
-    values = json.loads(settings.model_dump_json())
+    values = get_settings().display_values()
     if as_json:
         click.echo(json.dumps(values, indent=2))
         return
     for name in Settings.model_fields:
-        click.echo(f"SWINGDIAL_{name.upper()}={values[name]}")
+        text = values[name]
+        click.echo(f"SWINGDIAL_{name.upper()}={shlex.quote(text) if text else ''}")
 
 
 COMMANDS = [config_command]

@@ -138,7 +138,7 @@ def annotate_command(
         if not event_id:
             raise click.UsageError("--minute needs --event (or a --run-id the sink has seen)")
         try:
-            event = load_event(event_id)
+            event = load_event(event_id, settings.events_dir)
         except FileNotFoundError as exc:
             raise click.UsageError(str(exc)) from None
         start = event.start if event.start.tzinfo else event.start.replace(tzinfo=UTC)

@@ -152,11 +152,14 @@ def simulate_command(
       swingdial simulate --from-min 40 --to-min 60 --seed 7
       swingdial simulate --max-posts 500 --dry-run /tmp/posts.jsonl
     """
-    from stream.events import load_event
+    from stream.events import is_event_id, load_event, load_event_file
     from stream.sources.simulator import simulate, validate_event_script
 
     try:
-        loaded = load_event(event)
+        if is_event_id(event):
+            loaded = load_event(event, get_settings().events_dir)
+        else:  # an operator's own file, named on the command line
+            loaded = load_event_file(Path(event))
     except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     problems = validate_event_script(loaded)
