@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_TARGETS = ["Donald Trump", "Kamala Harris", "Elon Musk"]
 
@@ -37,7 +37,11 @@ def cpu_has_bf16() -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SWINGDIAL_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SWINGDIAL_",
+        extra="ignore",
+        env_ignore_empty=True,  # X= means the default
+    )
 
     # --- where state lives (outside the repo) ---
     home: Path = Field(default_factory=_default_home, description="Root of all local state.")
@@ -50,7 +54,7 @@ class Settings(BaseSettings):
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = None
+    kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: str | None = None
     kafka_controller_port: int = 9093
     kafka_heap: str = "768m"
@@ -59,6 +63,13 @@ class Settings(BaseSettings):
     topic_scores: str = "scores"
     topic_dlq: str = "posts.dlq"
     topic_annotations: str = "annotations"
+    kafka_max_message_bytes: int = Field(
+        1_000_000,
+        ge=64 * 1024,
+        le=100 * 1024 * 1024,
+        description="Largest record any swingdial producer sends (faust's own limit is "
+        "1,000,000). Larger posts are dead-lettered as a truncated copy with size and hash.",
+    )
 
     # --- scoring worker (faust) ---
     worker_app_id: str = "swingdial-worker"
@@ -74,7 +85,17 @@ class Settings(BaseSettings):
     worker_session_timeout_s: float = Field(
         30.0, gt=1, description="How soon a killed worker's partitions move to another."
     )
-    targets: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGETS))
+    worker_batch_retries: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="Retries of a batch whose scoring or sending failed as a whole; then the "
+        "worker exits non-zero without acknowledging it, so a restart reads it again.",
+    )
+    targets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TARGETS),
+        description="Stance targets: comma-separated (or a JSON list).",
+    )
     cohort_min_posts: int = Field(
         3, ge=1, description="Stance-bearing posts an author needs before history moves a call."
     )
@@ -94,6 +115,11 @@ class Settings(BaseSettings):
     score_cache_size: int = 50_000
     torch_threads: int = 0  # 0: leave torch's default
     shared_data: Path = Field(default_factory=_default_shared_data)
+    events_dir: Path | None = Field(
+        None,
+        description="A folder of your own event files (<id>.yaml), searched before the "
+        "bundled ones. Event ids in posts are looked up only there and in stream/events.",
+    )
 
     # --- sink / DuckDB ---
     duckdb_path: Path | None = None
@@ -104,12 +130,32 @@ class Settings(BaseSettings):
     # --- read path while the sink writes (Arrow Flight served by the sink) ---
     query_host: str = "127.0.0.1"
     query_port: int = 8815
+    query_token: SecretStr | None = Field(
+        None,
+        description="Token for the query server; default: a random one the sink writes to "
+        "<home>/query.token (mode 0600) at each start.",
+    )
+    query_max_rows: int = Field(1_000_000, ge=1, description="Largest result a query returns.")
+    query_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Same, in bytes.")
+    query_timeout_s: float = Field(30.0, gt=0, description="Queries are cancelled after this.")
+    query_memory_limit: str = Field("1GB", description="DuckDB memory_limit of the read path.")
 
     # --- dashboard ---
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8501
     dashboard_refresh_s: float = 5.0
     min_posts_per_point: int = 5
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """``a,b`` or ``["a", "b"]`` from the environment; a list stays a list."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
 
     def resolved_precision(self) -> str:
         """``score_precision`` with 'auto' decided by the CPU's flags."""
@@ -130,17 +176,44 @@ class Settings(BaseSettings):
         return self.home / "faust"
 
     @property
+    def query_token_path(self) -> Path:
+        return self.home / "query.token"
+
+    @property
     def query_location(self) -> str:
         return f"grpc://{self.query_host}:{self.query_port}"
 
-    def to_env(self) -> dict[str, str]:
-        """These settings as ``SWINGDIAL_*`` variables, for child processes (demo, tests)."""
-        env: dict[str, str] = {}
+    def display_values(self) -> dict[str, str | None]:
+        """Every setting as the text its ``SWINGDIAL_*`` variable takes; secrets as ``***``.
+
+        Lists are comma-separated, so a printed line can be pasted back into a shell.
+        """
+        out: dict[str, str | None] = {}
         for name, value in self.model_dump(mode="json").items():
             if value is None:
-                continue
-            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            env[f"SWINGDIAL_{name.upper()}"] = text
+                out[name] = None
+            elif isinstance(getattr(self, name), SecretStr):
+                out[name] = "***"
+            elif isinstance(value, list):
+                out[name] = ",".join(str(v) for v in value)
+            elif isinstance(value, dict):
+                out[name] = json.dumps(value)
+            else:
+                out[name] = str(value)
+        return out
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``SWINGDIAL_*`` variables, for child processes (demo, tests).
+
+        Secrets are passed in clear here (the child needs them); never log this mapping.
+        """
+        env: dict[str, str] = {}
+        for name, text in self.display_values().items():
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            if text is not None:
+                env[f"SWINGDIAL_{name.upper()}"] = text
         return env
 
     def kafka_client_config(self) -> dict[str, object]:
@@ -152,10 +225,15 @@ class Settings(BaseSettings):
         if self.kafka_sasl_mechanism:
             cfg["sasl_mechanism"] = self.kafka_sasl_mechanism
             cfg["sasl_plain_username"] = self.kafka_sasl_username
-            cfg["sasl_plain_password"] = self.kafka_sasl_password
+            cfg["sasl_plain_password"] = secret(self.kafka_sasl_password)
         if self.kafka_ssl_cafile:
             cfg["ssl_cafile"] = self.kafka_ssl_cafile
         return cfg
+
+
+def secret(value: SecretStr | None) -> str | None:
+    """The clear text of an optional secret, for the one call that needs it."""
+    return value.get_secret_value() if value is not None else None
 
 
 @lru_cache(maxsize=1)

@@ -16,6 +16,7 @@ import pyarrow.dataset as ds
 
 from stream.config import Settings
 from stream.query import QueryClient
+from stream.store import connect
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ def _export_flight(
 
 def _export_copy(client: QueryClient, output: Path, run_id: str | None, fmt: str) -> dict[str, int]:
     counts: dict[str, int] = {}
-    con = client.connect_direct()
+    # Not the sandboxed read path: COPY writes files, and this SQL is the project's own.
+    con = connect(client.settings.db_path, read_only=True)
     try:
         for table in EXPORT_QUERIES:
             sql, params = _query(table, run_id)

@@ -12,12 +12,15 @@ DuckDB's own parser and is applied on both sides.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
 import re
+import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from stream.config import Settings
-from stream.store import SCHEMA_VERSION
+from stream.store import SCHEMA_VERSION, connect
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,141 @@ class QueryServerError(RuntimeError):
 
 class DatabaseLockedError(RuntimeError):
     """The file is held by a writer that does not answer queries."""
+
+
+class ResultTooLargeError(QueryError):
+    """The result is over ``query_max_rows`` / ``query_max_bytes``."""
+
+
+class QueryTimeoutError(QueryError):
+    """The query ran past ``query_timeout_s`` and was cancelled."""
+
+
+class QueryAuthError(QueryError):
+    """The query server refused this client's token."""
+
+
+# ----------------------------------------------------------------- the sandbox
+# Every SQL entry point (the Flight server inside the sink, the direct read-only open, and so
+# the dashboard) runs on a DuckDB that cannot touch anything but its own file: no file or
+# network reads (read_text, read_csv, glob, COPY, ATTACH), no extension installs or loads,
+# bounded memory, and settings locked so a query cannot undo any of it.
+
+
+def sandbox_config(settings: Settings) -> dict[str, Any]:
+    """DuckDB options of the read path, in the order they must be applied (lock last)."""
+    return {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "memory_limit": settings.query_memory_limit,
+        "lock_configuration": True,
+    }
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Apply :func:`sandbox_config` to an open database (the sink's, before it serves).
+
+    A process shares one DuckDB instance per file, so it may already be locked down."""
+    ((locked, external),) = con.execute(
+        "SELECT current_setting('lock_configuration'), current_setting('enable_external_access')"
+    ).fetchall()
+    if locked:
+        if external:
+            raise RuntimeError("database settings are locked with external access enabled")
+        return
+    con.execute("SET GLOBAL TimeZone = 'UTC'")
+    for name, value in sandbox_config(settings).items():
+        con.execute(f"SET GLOBAL {name} = ?", [value])
+
+
+def fetch_capped(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Any,
+    settings: Settings,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> pa.Table:
+    """Run ``sql`` and stream its result in, refusing it past the row/byte caps.
+
+    A timer interrupts the query at ``query_timeout_s`` (DuckDB's own interrupt, so the
+    work stops, not just the wait); ``cancelled`` (the Flight client went away) does too.
+    """
+    timer = threading.Timer(settings.query_timeout_s, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        relation = con.sql(sql, params=params) if params is not None else con.sql(sql)
+        if relation is None:
+            return pa.table({})
+        reader = relation.to_arrow_reader(64 * 1024)
+        batches, rows, size = [], 0, 0
+        for batch in reader:
+            rows += batch.num_rows
+            size += batch.nbytes
+            if rows > settings.query_max_rows or size > settings.query_max_bytes:
+                con.interrupt()
+                raise ResultTooLargeError(
+                    f"the result is larger than {settings.query_max_rows:,} rows or "
+                    f"{settings.query_max_bytes:,} bytes (SWINGDIAL_QUERY_MAX_ROWS / "
+                    "_MAX_BYTES): add a LIMIT or aggregate"
+                )
+            if cancelled():
+                con.interrupt()
+                raise QueryTimeoutError("the client cancelled the query")
+            batches.append(batch)
+        return pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.InterruptException:
+        raise QueryTimeoutError(
+            f"query cancelled after {settings.query_timeout_s:g} s (SWINGDIAL_QUERY_TIMEOUT_S)"
+        ) from None
+    finally:
+        timer.cancel()
+
+
+# ----------------------------------------------------------------- the token
+
+
+def ensure_token(settings: Settings) -> str:
+    """The query server's token: ``SWINGDIAL_QUERY_TOKEN``, else a new random one written
+    to ``<home>/query.token`` (mode 0600, readable only by this user) at each sink start."""
+    if settings.query_token is not None:
+        return settings.query_token.get_secret_value()
+    token = secrets.token_urlsafe(32)
+    path = settings.query_token_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(token)
+    return token
+
+
+def read_token(settings: Settings) -> str | None:
+    """What a client presents: ``SWINGDIAL_QUERY_TOKEN``, else the sink's token file."""
+    if settings.query_token is not None:
+        return settings.query_token.get_secret_value()
+    try:
+        return settings.query_token_path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+class _TokenCheck(flight.ServerMiddlewareFactory):
+    """Refuses every call (queries and ping) without ``authorization: Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self.expected = f"Bearer {token}".encode()
+
+    def start_call(self, info: Any, headers: dict[str, list[Any]]) -> None:
+        for value in headers.get("authorization", []):
+            given = value.encode() if isinstance(value, str) else bytes(value)
+            if hmac.compare_digest(given, self.expected):
+                return None
+        raise flight.FlightUnauthenticatedError(
+            "swingdial query server: missing or wrong token (set SWINGDIAL_QUERY_TOKEN, or "
+            "run as the user who can read <home>/query.token)"
+        )
 
 
 def _strip_comments(sql: str) -> str:
@@ -145,13 +283,6 @@ def ensure_read_only(sql: str) -> list[str]:
     return [s.query for s in statements]
 
 
-def _run(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> pa.Table:
-    relation = con.sql(sql, params=params) if params is not None else con.sql(sql)
-    if relation is None:
-        return pa.table({})
-    return relation.to_arrow_table()
-
-
 def _same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return Path(a).resolve() == Path(b).resolve()
@@ -170,8 +301,11 @@ class QueryServer(flight.FlightServerBase):
     a statement the guard let through cannot write.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-        super().__init__(settings.query_location)
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, token: str | None = None
+    ) -> None:
+        token = token or ensure_token(settings)
+        super().__init__(settings.query_location, middleware={"token": _TokenCheck(token)})
         self.settings = settings
         self._lock = threading.Lock()
         self._root: duckdb.DuckDBPyConnection | None = con.cursor()  # parent of query cursors
@@ -213,10 +347,13 @@ class QueryServer(flight.FlightServerBase):
             raise self._error("sql", str(exc)) from None
         cur = self._cursor()
         try:
-            cur.execute("SET TimeZone = 'UTC'")
             cur.execute("BEGIN TRANSACTION READ ONLY")
-            table = _run(cur, sql, params)
+            table = fetch_capped(cur, sql, params, self.settings, context.is_cancelled)
             cur.execute("ROLLBACK")
+        except QueryTimeoutError as exc:
+            raise self._error("timeout", str(exc)) from None
+        except ResultTooLargeError as exc:
+            raise self._error("too_large", str(exc)) from None
         except duckdb.Error as exc:
             raise self._error("sql", str(exc)) from None
         finally:
@@ -293,9 +430,14 @@ class QueryClient:
         try:
             if self._client is None:
                 self._client = flight.FlightClient(self.settings.query_location)
-            options = flight.FlightCallOptions(timeout=min(self.timeout_s, 2.0))
+            options = self._options(min(self.timeout_s, 2.0))
             results = list(self._client.do_action(flight.Action("ping", b""), options))
             info = json.loads(results[0].body.to_pybytes())
+        except flight.FlightUnauthenticatedError as exc:
+            self.close()
+            if read_token(self.settings) is None:  # not our sink (it wrote no token for us)
+                return None
+            raise QueryAuthError(str(exc).splitlines()[0]) from None
         except (flight.FlightError, OSError, ValueError, IndexError):
             self.close()
             return None
@@ -319,12 +461,20 @@ class QueryClient:
             raise QueryError(f"no swingdial query server at {self.settings.query_location}")
         return self._direct_sql(query, params)
 
+    def _options(self, timeout_s: float) -> flight.FlightCallOptions:
+        """Call options with the token (read afresh, so a restarted sink's new one works)."""
+        token = read_token(self.settings)
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        return flight.FlightCallOptions(timeout=timeout_s, headers=headers)
+
     def _flight_sql(self, query: str, params: Any) -> pa.Table:
         assert self._client is not None
         ticket = flight.Ticket(json.dumps({"sql": query, "params": params}, default=str))
-        options = flight.FlightCallOptions(timeout=max(self.timeout_s, 60.0))
+        options = self._options(max(self.timeout_s, self.settings.query_timeout_s + 5.0))
         try:
             table = self._client.do_get(ticket, options).read_all()
+        except flight.FlightUnauthenticatedError as exc:
+            raise QueryAuthError(str(exc).splitlines()[0]) from None
         except flight.FlightServerError as exc:
             kind, message = "sql", str(exc)
             if exc.extra_info:
@@ -333,18 +483,21 @@ class QueryClient:
                     kind, message = detail["kind"], detail["message"]
                 except (ValueError, KeyError):
                     pass
-            if kind == "read_only":
-                raise ReadOnlyError(message) from None
-            raise QueryError(message) from None
+            error = {
+                "read_only": ReadOnlyError,
+                "too_large": ResultTooLargeError,
+                "timeout": QueryTimeoutError,
+            }.get(kind, QueryError)
+            raise error(message) from None
         self.last_route = "flight"
         return table
 
     def connect_direct(self) -> duckdb.DuckDBPyConnection:
-        """Open the file read-only, turning DuckDB's lock error into a clear one."""
-        from stream.store import connect
-
+        """Open the file read-only and sandboxed, turning DuckDB's lock error into a clear one."""
         try:
-            return connect(self.settings.db_path, read_only=True)
+            con = connect(self.settings.db_path, read_only=True)
+            lock_down(con, self.settings)
+            return con
         except duckdb.ConnectionException as exc:
             raise DatabaseLockedError(
                 f"{self.settings.db_path} is open for writing in this process; read through "
@@ -356,14 +509,16 @@ class QueryClient:
             raise DatabaseLockedError(
                 f"{self.settings.db_path} is locked by another process (a sink started "
                 f"with --no-serve, or another writer), and no swingdial query server answers "
-                f"at {self.settings.query_location}. Restart the sink without --no-serve, "
+                f"at {self.settings.query_location} with a token this client has "
+                f"({self.settings.query_token_path} or SWINGDIAL_QUERY_TOKEN). Restart the "
+                f"sink without --no-serve, "
                 f"or stop it, then retry. DuckDB said: {exc}"
             ) from None
 
     def _direct_sql(self, query: str, params: Any) -> pa.Table:
         con = self.connect_direct()
         try:
-            table = _run(con, query, params)
+            table = fetch_capped(con, query, params, self.settings)
         except duckdb.Error as exc:
             raise QueryError(str(exc)) from None
         finally:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from stream import events
 from stream.config import Settings
+from stream.query import lock_down, serve_in_thread
 from stream.schema import Annotation, ScoredPost
 from stream.store import (
     ANNOTATIONS_SCHEMA,
@@ -138,10 +140,10 @@ def scored_rows(scored: ScoredPost, seq: int) -> tuple[dict[str, Any], list[dict
     return row, stances
 
 
-def moment_rows(event_id: str) -> list[dict[str, Any]]:
+def moment_rows(event_id: str, events_dir: Path | None = None) -> list[dict[str, Any]]:
     """The moments of an event file, or none if there is no such file."""
     try:
-        event = events.load_event(event_id)
+        event = events.load_event(event_id, events_dir)
     except FileNotFoundError:
         return []
     except Exception as exc:  # noqa: BLE001 - a broken event file must not stop the sink
@@ -237,7 +239,7 @@ class BatchBuilder:
                 )
         moments: list[dict[str, Any]] = []
         for event_id in sorted(new_events):
-            moments.extend(moment_rows(event_id))
+            moments.extend(moment_rows(event_id, self.settings.events_dir))
         self._pending_events = new_events
         # Stances of a post that appeared twice in the batch: keep one row per key.
         unique_stances = {(s["run_id"], s["post_id"], s["target"]): s for s in stances}
@@ -473,9 +475,9 @@ def run_sink(settings: Settings, serve: bool = True) -> dict[str, int]:
     sink = Sink(settings)
     server = None
     try:
+        # The writer's database is the read path's too: no file access, locked settings.
+        lock_down(sink.store.con, settings)
         if serve:
-            from stream.query import serve_in_thread
-
             server = serve_in_thread(sink.store.con, settings)
             log.info("query server on %s", settings.query_location)
         if threading.current_thread() is threading.main_thread():

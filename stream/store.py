@@ -238,13 +238,24 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         if not path.exists():
             raise FileNotFoundError(f"no swingdial database at {path} (has the sink run yet?)")
         con = duckdb.connect(str(path), read_only=True)
-        con.execute("SET TimeZone = 'UTC'")
+        use_utc(con)
         return con
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path))
-    con.execute("SET TimeZone = 'UTC'")
+    use_utc(con)
     init_schema(con)
     return con
+
+
+def use_utc(con: duckdb.DuckDBPyConnection) -> None:
+    """Charts bucket by UTC minute. A process shares one DuckDB instance per file, and the
+    read path locks its settings (``stream.query.lock_down``) after setting UTC itself."""
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+    except duckdb.InvalidInputException:
+        ((zone,),) = con.execute("SELECT current_setting('TimeZone')").fetchall()
+        if zone != "UTC":
+            raise
 
 
 def init_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -27,6 +27,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from stream.store import use_utc
+
 Query = Callable[[str, list | None], pa.Table]
 """Runs one read-only SQL statement with positional params and returns Arrow."""
 
@@ -54,7 +56,7 @@ def from_connection(con: duckdb.DuckDBPyConnection) -> Query:
     def run(sql: str, params: list | None = None) -> pa.Table:
         cur = con.cursor()
         try:
-            cur.execute("SET TimeZone = 'UTC'")
+            use_utc(cur)
             relation = cur.sql(sql, params=params) if params else cur.sql(sql)
             return relation.to_arrow_table()
         finally:

@@ -14,9 +14,19 @@ from pathlib import Path
 
 import pyarrow.flight as flight
 import pytest
+from pydantic import SecretStr
 
 from stream.config import Settings
-from stream.query import DatabaseLockedError, QueryClient, ReadOnlyError
+from stream.query import (
+    DatabaseLockedError,
+    QueryAuthError,
+    QueryClient,
+    QueryError,
+    QueryTimeoutError,
+    ReadOnlyError,
+    ResultTooLargeError,
+    read_token,
+)
 from tests.test_store_helpers import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +38,12 @@ import signal, sys, threading, time
 sys.path.insert(0, {root!r})
 from tests.test_store_helpers import records, scored_post
 from stream.config import Settings
-from stream.query import serve_in_thread
+from stream.query import lock_down, serve_in_thread
 from stream.sink import Sink
 
 settings = Settings()
 sink = Sink(settings)
+lock_down(sink.store.con, settings)  # as run_sink does
 server = serve_in_thread(sink.store.con, settings)
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -66,7 +77,7 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def writer(tmp_path: Path) -> Iterator[tuple[Settings, subprocess.Popen]]:
-    settings = make_settings(tmp_path, query_port=free_port())
+    settings = make_settings(tmp_path, query_port=free_port(), query_timeout_s=3.0)
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER.format(root=str(ROOT), ready=str(ready))],
@@ -117,10 +128,13 @@ def test_reads_go_through_flight_while_the_writer_holds_the_lock(writer) -> None
 def test_server_refuses_writes_even_without_the_client_guard(writer) -> None:
     settings, _ = writer
     raw = flight.FlightClient(settings.query_location)
+    options = flight.FlightCallOptions(
+        headers=[(b"authorization", f"Bearer {read_token(settings)}".encode())]
+    )
     for sql in ("DELETE FROM posts", "SELECT 1; DROP TABLE posts", "CHECKPOINT"):
         ticket = flight.Ticket(json.dumps({"sql": sql}).encode())
         with pytest.raises(flight.FlightServerError) as info:
-            raw.do_get(ticket).read_all()
+            raw.do_get(ticket, options).read_all()
         assert json.loads(info.value.extra_info)["kind"] == "read_only"
     raw.close()
     with QueryClient(settings) as client:
@@ -194,3 +208,101 @@ def test_export_and_cli_while_the_writer_runs(
     assert json.loads(ok.output)[0]["n"] >= 100
     assert refused.exit_code == 2 and "read-only" in refused.output
     assert runs.exit_code == 0 and "run-a" in runs.output
+
+
+# What a user (or anyone else on the machine) tried in the issue: each gets a clear error,
+# and the sink keeps writing meanwhile.
+ESCAPES = [
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_text('/proc/self/environ')",
+    "SELECT * FROM read_blob('/etc/passwd')",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT * FROM read_parquet('/tmp/*.parquet')",
+]
+REFUSED = [
+    "COPY posts TO '/tmp/stolen.csv'",
+    "ATTACH '/tmp/other.duckdb' AS other",
+    "SET enable_external_access = true",
+    "SET memory_limit = '100GB'",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "WITH d AS (DELETE FROM posts RETURNING *) SELECT * FROM d",
+]
+
+
+@pytest.mark.parametrize("route", ["flight", "direct"])
+def test_sql_cannot_read_the_machine(writer, route: str) -> None:
+    settings, proc = writer
+    if route == "direct":
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    with QueryClient(settings, mode=route) as client:
+        for sql in ESCAPES:
+            with pytest.raises(QueryError, match="disabled by configuration"):
+                client.sql(sql)
+        for sql in REFUSED:
+            with pytest.raises((ReadOnlyError, QueryError)):
+                client.sql(sql)
+        assert client.last_route in (None, route)
+        before = _count(client)
+        setting = client.sql(
+            "SELECT value FROM duckdb_settings() WHERE name = 'enable_external_access'"
+        )
+        assert setting.column("value")[0].as_py() == "false"
+        if route == "flight":
+            time.sleep(0.3)
+            assert _count(client) > before  # the sink kept writing through all of it
+
+
+def test_huge_results_and_slow_queries_are_cut_off_server_side(writer) -> None:
+    """The writer serves with a 1,000,000-row cap and a 3 s timeout (fixture settings):
+    whatever the client's own settings say, the server refuses past them."""
+    settings, _ = writer
+    generous = settings.model_copy(update={"query_max_rows": 10**9, "query_timeout_s": 600.0})
+    with QueryClient(generous) as client:
+        with pytest.raises(ResultTooLargeError, match="LIMIT"):
+            client.sql("SELECT * FROM range(30000000)")
+        assert client.sql("SELECT count(*) AS n FROM range(30000000)").num_rows == 1
+        before = _count(client)
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError, match="cancelled after 3 s"):
+            client.sql("SELECT count(*) FROM range(100000) a, range(100000) b, range(1000) c")
+        assert time.monotonic() - started < 30
+        assert _count(client) > before  # the sink kept writing
+
+
+def test_timeout_interrupts_the_query_on_the_direct_path(tmp_path: Path) -> None:
+    from tests.test_store_helpers import records, scored_post
+
+    settings = make_settings(tmp_path, query_timeout_s=0.5)
+    from stream.sink import Sink
+
+    sink = Sink(settings)
+    sink.process(records([scored_post(k) for k in range(3)], settings))
+    sink.close()
+    started = time.monotonic()
+    with QueryClient(settings, mode="direct") as client, pytest.raises(QueryTimeoutError):
+        client.sql("SELECT count(*) FROM range(100000) a, range(100000) b, range(100000) c")
+    assert time.monotonic() - started < 20
+
+
+def test_clients_without_the_token_are_refused(writer) -> None:
+    settings, _ = writer
+    token_file = settings.query_token_path
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    raw = flight.FlightClient(settings.query_location)
+    ticket = flight.Ticket(json.dumps({"sql": "SELECT count(*) FROM posts"}).encode())
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        raw.do_get(ticket).read_all()
+    wrong = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer guess")])
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        raw.do_get(ticket, wrong).read_all()
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        list(raw.do_action(flight.Action("ping", b"")))
+    raw.close()
+    stranger = settings.model_copy(update={"query_token": SecretStr("not-the-token")})
+    with QueryClient(stranger) as client, pytest.raises(QueryAuthError, match="token"):
+        client.sql("SELECT 1")
+    with QueryClient(settings) as client:  # the token file's reader gets in
+        assert _count(client) >= 100
