@@ -72,6 +72,13 @@ class Post(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
+def reason_kind(reason: str) -> str:
+    """What a dead letter's reason is about, for counting: the words before the first ':'
+    ("not valid JSON", "event_id", "scores record too large", ...)."""
+    head = reason.split(":", 1)[0].split(";", 1)[0].strip()
+    return head[:80] or "unknown"
+
+
 class InvalidPost(ValueError):
     """A record that cannot become a :class:`Post`; ``reason`` says why."""
 

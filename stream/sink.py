@@ -27,9 +27,10 @@ from pydantic import ValidationError
 from stream import events
 from stream.config import Settings
 from stream.query import lock_down, serve_in_thread
-from stream.schema import Annotation, ScoredPost
+from stream.schema import Annotation, ScoredPost, reason_kind
 from stream.store import (
     ANNOTATIONS_SCHEMA,
+    DEAD_LETTERS_SCHEMA,
     MOMENTS_SCHEMA,
     OFFSETS_SCHEMA,
     REJECTS_SCHEMA,
@@ -55,6 +56,8 @@ class RawRecord:
     offset: int
     value: bytes | None
     key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
 
 
 def _minute(ts: datetime) -> datetime:
@@ -140,6 +143,35 @@ def scored_rows(scored: ScoredPost, seq: int) -> tuple[dict[str, Any], list[dict
     return row, stances
 
 
+def dead_letter_row(record: RawRecord) -> dict[str, Any]:
+    """A ``posts.dlq`` record as a ``dead_letters`` row (headers as the worker wrote them)."""
+    headers = {name: value.decode("utf-8", "replace") for name, value in record.headers}
+    raw = record.value or b""
+    reason = headers.get("reason") or "no reason given"
+
+    def number(name: str) -> int | None:
+        text = headers.get(name, "")
+        return int(text) if text.lstrip("-").isdigit() and len(text) < 19 else None
+
+    return {
+        "dlq_partition": record.partition,
+        "dlq_offset": record.offset,
+        "reason": reason,
+        "reason_kind": reason_kind(reason),
+        "source_topic": headers.get("source_topic"),
+        "source_partition": number("source_partition"),
+        "source_offset": number("source_offset"),
+        "truncated": headers.get("truncated") == "true",
+        "original_size": number("original_size") or len(raw),
+        "original_sha256": headers.get("original_sha256"),
+        "key": record.key,
+        "raw": raw,
+        "dead_at": (
+            datetime.fromtimestamp(record.timestamp_ms / 1000, UTC) if record.timestamp_ms else None
+        ),
+    }
+
+
 def moment_rows(event_id: str, events_dir: Path | None = None) -> list[dict[str, Any]]:
     """The moments of an event file, or none if there is no such file."""
     try:
@@ -189,8 +221,10 @@ class BatchBuilder:
         stances: list[dict[str, Any]] = []
         annotations: dict[str, dict[str, Any]] = {}
         rejects: list[dict[str, Any]] = []
+        dead_letters: list[dict[str, Any]] = []
         offsets: dict[tuple[str, int], int] = {}
         new_events: set[str] = set()
+        in_batch_duplicates = 0
         for seq, record in enumerate(records):
             key = (record.topic, record.partition)
             offsets[key] = max(offsets.get(key, 0), record.offset + 1)
@@ -202,6 +236,7 @@ class BatchBuilder:
                     row, stance_rows = scored_rows(item, seq)
                     post_key = (row["run_id"], row["post_id"])
                     if post_key in scored:  # same post twice in one batch: keep the first
+                        in_batch_duplicates += 1
                         continue
                     scored[post_key] = row
                     stances.extend(stance_rows)
@@ -221,6 +256,8 @@ class BatchBuilder:
                             "created_at": _utc(note.created_at),
                         },
                     )
+                elif record.topic == self.settings.topic_dlq:
+                    dead_letters.append(dead_letter_row(record))
                 else:
                     raise ValueError(f"unexpected topic {record.topic!r}")
             except (ValidationError, ValueError, TypeError, OverflowError) as exc:
@@ -256,7 +293,9 @@ class BatchBuilder:
                 ],
                 OFFSETS_SCHEMA,
             ),
+            dead_letters=arrow_table(dead_letters, DEAD_LETTERS_SCHEMA),
             records=len(records),
+            in_batch_duplicates=in_batch_duplicates,
             lag=lag,
             started=started,
         )
@@ -334,7 +373,11 @@ class Sink:
     # ------------------------------------------------------------------ Kafka loop
 
     def _topics(self) -> list[str]:
-        return [self.settings.topic_scores, self.settings.topic_annotations]
+        return [
+            self.settings.topic_scores,
+            self.settings.topic_annotations,
+            self.settings.topic_dlq,
+        ]
 
     def _partitions(self, consumer: Any) -> list[Any]:
         from kafka import TopicPartition
@@ -421,7 +464,15 @@ class Sink:
                         if not buffer:
                             first_at = time.monotonic()
                         buffer.append(
-                            RawRecord(item.topic, item.partition, item.offset, item.value, item.key)
+                            RawRecord(
+                                item.topic,
+                                item.partition,
+                                item.offset,
+                                item.value,
+                                item.key,
+                                tuple(item.headers or ()),
+                                item.timestamp,
+                            )
                         )
                         next_offsets[tp] = item.offset + 1
                 due = buffer and (

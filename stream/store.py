@@ -18,7 +18,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# What each version added; opening an older file applies the steps after its version (all
+# additive so far: TABLES_SQL creates what is missing). A newer file is refused.
+MIGRATIONS = {
+    2: "kafka_offsets keyed by consumer group; sink_stats",
+    3: "dead_letters: the posts.dlq topic, indexed by the sink",
+}
 
 TABLES_SQL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -128,6 +134,23 @@ CREATE TABLE IF NOT EXISTS sink_rejects (
     rejected_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (topic, partition, kafka_offset)
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    dlq_partition    INTEGER NOT NULL,
+    dlq_offset       BIGINT NOT NULL,
+    reason           VARCHAR NOT NULL,
+    reason_kind      VARCHAR NOT NULL,      -- the reason's words before the first ':'
+    source_topic     VARCHAR,
+    source_partition INTEGER,
+    source_offset    BIGINT,
+    truncated        BOOLEAN NOT NULL,      -- raw holds only the first 64 KiB
+    original_size    BIGINT NOT NULL,
+    original_sha256  VARCHAR,
+    key              BLOB,
+    raw              BLOB,                  -- the record's bytes (or their first 64 KiB)
+    dead_at          TIMESTAMPTZ,           -- when the worker dead-lettered it
+    stored_at        TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (dlq_partition, dlq_offset)
+);
 CREATE TABLE IF NOT EXISTS sink_stats (
     consumer_group        VARCHAR PRIMARY KEY,
     pid                   INTEGER,
@@ -188,6 +211,12 @@ SELECT run_id, minute,
 FROM scores
 GROUP BY run_id, minute;
 
+CREATE OR REPLACE VIEW v_dead_letter_reasons AS
+SELECT reason_kind, count(*) AS records, sum(CASE WHEN truncated THEN 1 ELSE 0 END) AS truncated,
+       min(dead_at) AS first_at, max(dead_at) AS last_at, any_value(reason) AS example
+FROM dead_letters
+GROUP BY reason_kind;
+
 CREATE OR REPLACE VIEW v_sample_posts AS
 SELECT p.run_id, p.post_id, p.event_id, p.event_time, p.minute, p.author_id,
        a.handle, a.followers, s.cohort, p.text, p.lang, p.repost_of, p.reply_to,
@@ -228,6 +257,7 @@ VIEWS = (
     "v_sample_posts",
     "v_author_cohorts",
     "v_runs",
+    "v_dead_letter_reasons",
 )
 
 
@@ -258,8 +288,31 @@ def use_utc(con: duckdb.DuckDBPyConnection) -> None:
             raise
 
 
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer swingdial than this one."""
+
+
+def stored_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The schema version a database file was last written with (None: a new file)."""
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "schema_info" not in tables:
+        return None
+    rows = con.execute("SELECT value FROM schema_info WHERE key = 'schema_version'").fetchall()
+    return int(rows[0][0]) if rows else None
+
+
 def init_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables and (re)create the views; safe on every start."""
+    """Create missing tables and (re)create the views; safe on every start.
+
+    Checks the file's schema version first: an older file is migrated (see
+    :data:`MIGRATIONS`), a newer one refused rather than written in a shape it does not know.
+    """
+    version = stored_version(con)
+    if version is not None and version > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"this database has schema version {version}, newer than this swingdial's "
+            f"{SCHEMA_VERSION}: upgrade swingdial, or point SWINGDIAL_DUCKDB_PATH elsewhere"
+        )
     con.execute(TABLES_SQL)
     con.execute(VIEWS_SQL)
     con.execute(
@@ -350,6 +403,23 @@ MOMENTS_SCHEMA = pa.schema(
         ("description", pa.string()),
     ]
 )
+DEAD_LETTERS_SCHEMA = pa.schema(
+    [
+        ("dlq_partition", pa.int32()),
+        ("dlq_offset", pa.int64()),
+        ("reason", pa.string()),
+        ("reason_kind", pa.string()),
+        ("source_topic", pa.string()),
+        ("source_partition", pa.int32()),
+        ("source_offset", pa.int64()),
+        ("truncated", pa.bool_()),
+        ("original_size", pa.int64()),
+        ("original_sha256", pa.string()),
+        ("key", pa.binary()),
+        ("raw", pa.binary()),
+        ("dead_at", _TS),
+    ]
+)
 OFFSETS_SCHEMA = pa.schema(
     [("topic", pa.string()), ("partition", pa.int32()), ("next_offset", pa.int64())]
 )
@@ -375,7 +445,9 @@ class Batch:
     rejects: pa.Table
     moments: pa.Table
     offsets: pa.Table  # OFFSETS_SCHEMA: the next offset to read per (topic, partition)
+    dead_letters: pa.Table | None = None  # DEAD_LETTERS_SCHEMA
     records: int = 0  # Kafka records in the batch
+    in_batch_duplicates: int = 0  # scored posts dropped because the batch had them already
     lag: int | None = None
     started: float = field(default_factory=time.perf_counter)
 
@@ -459,6 +531,9 @@ SELECT event_id, moment_id, at_time, until_time, title, topic, description FROM 
 INSERT OR IGNORE INTO sink_rejects
 SELECT topic, partition, kafka_offset, reason, raw, now() FROM _b_rejects;
 
+INSERT OR IGNORE INTO dead_letters
+SELECT *, now() FROM _b_dead_letters;
+
 INSERT INTO kafka_offsets
 SELECT $group, topic, partition, next_offset, now() FROM _b_offsets
 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
@@ -488,7 +563,14 @@ ON CONFLICT (consumer_group) DO UPDATE SET
 
 _INSERT_STATEMENTS = [part.strip() for part in _INSERT_SQL.split(";\n") if part.strip()]
 
-_BATCH_VIEWS = ("_b_scored", "_b_stances", "_b_annotations", "_b_rejects", "_b_moments")
+_BATCH_VIEWS = (
+    "_b_scored",
+    "_b_stances",
+    "_b_annotations",
+    "_b_rejects",
+    "_b_moments",
+    "_b_dead_letters",
+)
 
 
 class Store:
@@ -525,7 +607,16 @@ class Store:
         names = dict(
             zip(
                 _BATCH_VIEWS,
-                (batch.scored, batch.stances, batch.annotations, batch.rejects, batch.moments),
+                (
+                    batch.scored,
+                    batch.stances,
+                    batch.annotations,
+                    batch.rejects,
+                    batch.moments,
+                    batch.dead_letters
+                    if batch.dead_letters is not None
+                    else DEAD_LETTERS_SCHEMA.empty_table(),
+                ),
                 strict=True,
             )
         )
@@ -546,6 +637,7 @@ class Store:
             con.execute("DROP TABLE _sink_new")
             annotations = batch.annotations.num_rows
             rejects = batch.rejects.num_rows
+            duplicates = batch.scored.num_rows - rows + batch.in_batch_duplicates
             latency_ms = (time.perf_counter() - batch.started) * 1000
             con.execute(
                 _STATS_SQL,
@@ -555,7 +647,7 @@ class Store:
                     "started_at": self.started_at,
                     "records": batch.records,
                     "rows": rows,
-                    "dups": batch.scored.num_rows - rows,
+                    "dups": duplicates,
                     "ann": annotations,
                     "rej": rejects,
                     "latency": latency_ms,
@@ -575,7 +667,7 @@ class Store:
         return BatchResult(
             records=batch.records,
             rows_written=rows,
-            duplicates=batch.scored.num_rows - rows,
+            duplicates=duplicates,
             annotations=annotations,
             rejects=rejects,
             latency_ms=latency_ms,

@@ -118,9 +118,33 @@ def populated_db(settings: Settings, n: int = 120, runs: tuple[str, ...] = ("run
             items += [annotation(j, run_id) for j in range(3)]
             items.append(b"{not json")
             sink.process(records(items, settings, start_offset=k * 1000))
+        sink.process(dead_letter_records(settings))
     finally:
         sink.close()
     return settings.db_path
+
+
+def dead_letter_records(settings: Settings, start_offset: int = 0) -> list[RawRecord]:
+    """The poison corpus as the worker dead-letters it, arriving on the DLQ topic."""
+    from stream.batch import InRecord, score_batch
+    from stream.testing import FakeScorer, poison_corpus
+
+    poison = [
+        InRecord(settings.topic_posts, 0, i, b"k", value, 1723507200.0)
+        for i, value in enumerate(poison_corpus(settings.kafka_max_message_bytes).values())
+    ]
+    out = score_batch(
+        poison,
+        FakeScorer(),
+        {},
+        version="v",
+        min_posts=3,
+        max_bytes=settings.kafka_max_message_bytes,
+    )
+    return [
+        RawRecord(settings.topic_dlq, 0, start_offset + i, d.value, d.key, d.headers, 1723507200000)
+        for i, d in enumerate(out.dead_letters)
+    ]
 
 
 def test_factories_produce_storable_records(tmp_path: Path) -> None:
