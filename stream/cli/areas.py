@@ -14,6 +14,7 @@ AREA_MODULES = [
     "stream.cli.score",
     "stream.cli.sink",
     "stream.cli.query",
+    "stream.cli.dlq",
     "stream.cli.dashboard",
     "stream.cli.models",
     "stream.cli.demo",
