@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="Retries of a batch whose scoring or sending failed as a whole; then the "
         "worker exits non-zero without acknowledging it, so a restart reads it again.",
     )
+    worker_history_max_authors: int = Field(
+        200_000,
+        ge=100,
+        description="Author histories kept in memory (per run and author); the least "
+        "recently seen are dropped, from the changelog too, beyond this.",
+    )
     targets: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_TARGETS),
         description="Stance targets: comma-separated (or a JSON list).",
@@ -126,6 +132,13 @@ class Settings(BaseSettings):
     sink_group: str = "swingdial-sink"
     sink_batch_size: int = Field(2000, ge=1)
     sink_flush_s: float = Field(1.0, gt=0)
+
+    pseudonymize: bool = Field(
+        False, description="Store a keyed hash instead of author ids and handles; drop bios."
+    )
+    pseudonymize_key: SecretStr | None = Field(
+        None, description="HMAC key for pseudonyms (default: <home>/pseudonym.key, made once)."
+    )
 
     # --- read path while the sink writes (Arrow Flight served by the sink) ---
     query_host: str = "127.0.0.1"

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from stream import events
 from stream.config import Settings
+from stream.privacy import pseudonymizer
 from stream.query import lock_down, serve_in_thread
 from stream.schema import Annotation, ScoredPost, reason_kind
 from stream.store import (
@@ -207,6 +208,7 @@ class BatchBuilder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.pseudonymizer = pseudonymizer(settings)
         self.seen_events: set[str] = set()
         self._pending_events: set[str] = set()
 
@@ -233,6 +235,8 @@ class BatchBuilder:
                     raise ValueError("empty record value (tombstone)")
                 if record.topic == self.settings.topic_scores:
                     item = ScoredPost.model_validate_json(record.value)
+                    if self.pseudonymizer is not None:
+                        item = self.pseudonymizer.scored(item)
                     row, stance_rows = scored_rows(item, seq)
                     post_key = (row["run_id"], row["post_id"])
                     if post_key in scored:  # same post twice in one batch: keep the first

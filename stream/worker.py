@@ -180,12 +180,17 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
             await dlq.send(key=d.key, value=d.value, headers=list(d.headers), force=True)
             for d in output.dead_letters
         ]
+        history = author_history.data
         for key, (partition, value) in output.history.items():
             # Written with the post's partition (take_events has no single current event)
             # and awaited with the scores, so the inputs are acked only once the history
-            # they produced is in the changelog.
-            author_history.data[key] = value
+            # they produced is in the changelog. Re-inserted so the dict's order is
+            # least recently seen first.
+            history.pop(key, None)
+            history[key] = value
             deliveries.append(author_history.send_changelog(partition, key, value))
+        for key, partition in evictions(history, settings.worker_history_max_authors):
+            deliveries.append(author_history.send_changelog(partition, key, None))
         for record in output.scores:
             deliveries.append(await scores.send(key=record.key, value=record.value, force=True))
         await asyncio.gather(*deliveries)
@@ -238,6 +243,17 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
             )
 
     return app
+
+
+def evictions(history: Any, limit: int) -> list[tuple[str, int]]:
+    """Drop the least recently seen author histories beyond ``limit``; returns (key,
+    partition) of each, for a changelog tombstone. Memory stays bounded over a long event."""
+    dropped = []
+    while len(history) > limit:
+        key = next(iter(history))
+        value = history.pop(key)
+        dropped.append((key, int((value or {}).get("partition", 0))))
+    return dropped
 
 
 def in_record(message: Any) -> InRecord:

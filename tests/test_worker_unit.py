@@ -96,3 +96,14 @@ def test_each_post_is_scored_against_its_own_events_topics():
     assert set(out_live["topic"]["scores"]) == event_ids
     assert set(out_other["topic"]["scores"]) == {topic_id for topic_id, _ in DEFAULT_TOPICS}
     assert out_live["topic"]["label"] == "tech_outage"
+
+
+def test_author_histories_beyond_the_limit_are_dropped_least_recent_first():
+    from stream.worker import evictions
+
+    history = {f"k{i}": {"posts": 1, "partition": i % 3} for i in range(10)}
+    history["k0"] = history.pop("k0")  # seen again: now the most recent
+    dropped = evictions(history, limit=7)
+    assert dropped == [("k1", 1), ("k2", 2), ("k3", 0)]
+    assert list(history) == ["k4", "k5", "k6", "k7", "k8", "k9", "k0"]
+    assert evictions(history, limit=7) == []
