@@ -84,7 +84,7 @@ case "$cmd" in
     ;;
   bench)
     setup
-    exec "$VENV/bin/python" -m stream.bench "$@"
+    exec "$VENV/bin/swingdial" bench "$@"
     ;;
   *)
     sed -n '2,7p' "$0"

@@ -1,9 +1,12 @@
-"""Benchmarks that print figures (never assertions): `python -m stream.bench pipeline|model`.
+"""Benchmarks that print figures (never assertions): ``swingdial bench pipeline|model``.
 
-``pipeline`` runs the real processes (broker, worker, sink) on loopback, sends simulated
-posts either as one burst (--posts) or paced (--rate/--seconds), and reports producer
-posts/s, time to the first row in DuckDB, end-to-end posts/s, latency percentiles from
-Kafka append to DuckDB commit, and the peak memory of the worker and the sink.
+:func:`run_pipeline` runs the real processes (broker, worker, sink) on loopback, sends
+simulated posts either as one burst or paced at a fixed offered rate, and measures producer
+posts/s, time to the first row in DuckDB, end-to-end posts/s, latency percentiles from Kafka
+append to DuckDB commit, and the memory of the worker and the sink (sampled as rows land,
+so a long run shows whether it levels off). ``stub=True`` replaces the model by a
+fixed-output stub: the pipeline's ceiling without the model. A per-message baseline
+(``batch_size=1``) can be measured in the same run, on the same broker.
 """
 
 from __future__ import annotations
@@ -15,20 +18,40 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import click
 import psutil
 
 from infra.broker import Broker
 from stream import kafka
-from stream.config import get_settings
+from stream.config import Settings
 from stream.events import load_event
 from stream.processes import free_port, spawn
 from stream.query import QueryClient
 from stream.sources.producer import send_records
 from stream.sources.simulator import simulate
+
+
+@dataclass
+class PipelineResult:
+    label: str
+    posts: int
+    batch_size: int
+    stub_model: bool
+    offered_rate: float | None  # None: one burst
+    producer_posts_per_s: float
+    first_row_s: float | None
+    end_to_end_posts_per_s: float
+    latency_ms: dict[str, float]  # p50 / p95 / p99 / max, Kafka append -> DuckDB commit
+    peak_rss_mb: dict[str, float]
+    rss_samples: list[dict[str, float]] = field(default_factory=list)  # stored, worker, sink
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _rss_mb(proc: subprocess.Popen) -> float:
@@ -38,68 +61,104 @@ def _rss_mb(proc: subprocess.Popen) -> float:
         return 0.0
 
 
-def _count(client: QueryClient) -> int:
+def _count(client: QueryClient, run_id: str) -> int:
     try:
-        return client.sql("SELECT count(*) FROM scores").column(0)[0].as_py()
+        table = client.sql("SELECT count(*) FROM scores WHERE run_id = ?", [run_id])
+        return int(table.column(0)[0].as_py())
     except Exception:  # noqa: BLE001 - the sink may still be starting
         return 0
 
 
-@click.group()
-def cli() -> None:
-    """swingdial benchmarks (see docs/benchmarks.md)."""
-
-
-@cli.command()
-@click.option("--posts", type=int, default=5000, show_default=True, help="Burst size.")
-@click.option("--rate", type=float, default=None, help="Paced mode: posts per second.")
-@click.option("--seconds", type=float, default=60, show_default=True, help="Paced mode length.")
-@click.option("--batch-size", type=int, default=None, help="Worker batch size.")
-@click.option("--keep", is_flag=True, help="Keep the temporary home (DuckDB, logs).")
-def pipeline(
-    posts: int, rate: float | None, seconds: float, batch_size: int | None, keep: bool
-) -> None:
-    """Broker + worker + sink on loopback, fed by the simulator."""
+@contextmanager
+def private_broker(base: Settings) -> Iterator[Settings]:
+    """A fresh broker on free loopback ports, with its own home (removed afterwards)."""
     home = Path(tempfile.mkdtemp(prefix="swingdial-bench-"))
-    base = get_settings()
     settings = base.model_copy(
         update={
             "home": home,
             "kafka_bootstrap": f"127.0.0.1:{free_port()}",
             "kafka_controller_port": free_port(),
-            "query_port": free_port(),
-            "worker_web_port": free_port(),
             "duckdb_path": None,
-            **({"batch_size": batch_size} if batch_size else {}),
         }
     )
     broker = Broker(settings)
     broker.start()
-    kafka.wait_for_broker(settings)
+    try:
+        kafka.wait_for_broker(settings)
+        yield settings
+    finally:
+        broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_pipeline(
+    broker_settings: Settings,
+    *,
+    posts: int,
+    label: str = "pipeline",
+    rate: float | None = None,
+    batch_size: int | None = None,
+    stub: bool = False,
+    sample_every: int = 0,
+    echo: Callable[[str], None] = lambda _: None,
+) -> PipelineResult:
+    """One measured run: its own topics, worker and sink on the given broker."""
+    tag = f"{label}-{int(time.time() * 1000) % 10**8}"
+    home = broker_settings.home / tag
+    settings = broker_settings.model_copy(
+        update={
+            "home": home,
+            "topic_posts": f"posts-{tag}",
+            "topic_scores": f"scores-{tag}",
+            "topic_dlq": f"posts.dlq-{tag}",
+            "topic_annotations": f"annotations-{tag}",
+            "worker_app_id": f"worker-{tag}",
+            "sink_group": f"sink-{tag}",
+            "query_port": free_port(),
+            "worker_web_port": free_port(),
+            "score_stub": stub,
+            **({"batch_size": batch_size} if batch_size else {}),
+        }
+    )
+    home.mkdir(parents=True, exist_ok=True)
     kafka.ensure_topics(settings)
     worker = spawn(settings, "worker", log_path=home / "worker.log")
     sink = spawn(settings, "sink", log_path=home / "sink.log")
     client = QueryClient(settings)
     peaks = {"worker": 0.0, "sink": 0.0}
+    samples: list[dict[str, float]] = []
     try:
-        # Warm-up: one post through the whole path so the model is loaded before timing.
+        # Warm-up: a few posts through the whole path so the model is loaded before timing.
         event = load_event("trump-musk-2024")
-        send_records(settings, simulate(event, "bench-warmup", seed=1, speed=0, max_posts=5), False)
-        while _count(client) == 0:
+        send_records(settings, simulate(event, "warmup", seed=1, speed=0, max_posts=5), False)
+        while _count(client, "warmup") == 0:
             time.sleep(0.2)
-        warm = _count(client)
-
-        if rate:
-            posts = int(rate * seconds)
         records = [
             r
-            for r in simulate(event, "bench", seed=2, speed=0, max_posts=posts * 2, rate_scale=20)
+            for r in simulate(event, tag, seed=2, speed=0, max_posts=posts * 2, rate_scale=20)
             if r.post is not None
         ]
         records = list({r.post.id: r for r in records}.values())[:posts]
+        if len(records) < posts:  # the event script has fewer distinct posts: repeat them
+            more = [
+                replace(r, post=r.post.model_copy(update={"id": f"{r.post.id}-{k}"}))
+                for k in range(1, posts // max(1, len(records)) + 1)
+                for r in records
+                if r.post is not None
+            ]
+            records = (records + more)[:posts]
         if rate:
             records = [replace(r, delay_s=1.0 / rate) for r in records]
-        target = warm + len(records)
         sent_at = time.perf_counter()
         # Send on a thread so the first row is timed while a paced run is still sending.
         sending = threading.Thread(
@@ -108,16 +167,23 @@ def pipeline(
         sending.start()
         send_s: float | None = None
         first_row_s = None
+        next_sample = sample_every
         while True:
-            n = _count(client)
+            n = _count(client, tag)
             now = time.perf_counter() - sent_at
-            if first_row_s is None and n > warm:
+            if first_row_s is None and n > 0:
                 first_row_s = now
             if send_s is None and not sending.is_alive():
                 send_s = now
-            peaks["worker"] = max(peaks["worker"], _rss_mb(worker))
-            peaks["sink"] = max(peaks["sink"], _rss_mb(sink))
-            if n >= target or now > 1800:
+            rss = {"worker": _rss_mb(worker), "sink": _rss_mb(sink)}
+            peaks = {k: max(peaks[k], v) for k, v in rss.items()}
+            if sample_every and n >= next_sample:
+                samples.append({"stored": float(n), **rss})
+                echo(
+                    f"  {n:>9,} stored  worker {rss['worker']:,.0f} MB  sink {rss['sink']:,.0f} MB"
+                )
+                next_sample = (n // sample_every + 1) * sample_every
+            if n >= len(records) or now > 3600:
                 break
             time.sleep(0.2)
         total_s = time.perf_counter() - sent_at
@@ -126,46 +192,42 @@ def pipeline(
         lat = client.sql(
             "SELECT quantile_cont(ms, [0.5, 0.95, 0.99]) AS q, max(ms) AS mx FROM ("
             " SELECT epoch_ms(stored_at) - epoch_ms(received_at) AS ms FROM scores"
-            " WHERE run_id = 'bench')"
+            " WHERE run_id = ?)",
+            [tag],
         ).to_pylist()[0]
-        throughput = len(records) / total_s
-        mode = f"paced {rate:g}/s for {seconds:g}s" if rate else "burst"
-        click.echo(f"mode                      {mode}, {len(records)} posts")
-        click.echo(f"producer                  {len(records) / send_s:,.0f} posts/s")
-        click.echo(f"time to first row        {first_row_s:.2f} s after the first send")
-        click.echo(f"end-to-end throughput     {throughput:,.1f} posts/s (Kafka->model->DuckDB)")
         p50, p95, p99 = lat["q"]
-        click.echo(
-            f"latency append->commit    p50 {p50:,.0f} ms  p95 {p95:,.0f} ms  "
-            f"p99 {p99:,.0f} ms  max {lat['mx']:,.0f} ms"
-        )
-        click.echo(
-            f"peak RSS                  worker {peaks['worker']:,.0f} MB, "
-            f"sink {peaks['sink']:,.0f} MB"
+        return PipelineResult(
+            label=label,
+            posts=len(records),
+            batch_size=settings.batch_size,
+            stub_model=stub,
+            offered_rate=rate,
+            producer_posts_per_s=len(records) / send_s,
+            first_row_s=first_row_s,
+            end_to_end_posts_per_s=len(records) / total_s,
+            latency_ms={"p50": p50, "p95": p95, "p99": p99, "max": lat["mx"]},
+            peak_rss_mb=peaks,
+            rss_samples=samples,
         )
     finally:
-        for proc in (worker, sink):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        broker.stop()
-        if keep:
-            click.echo(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        client.close()
+        _stop(worker, sink)
 
 
-@cli.command()
-@click.option("--posts", type=int, default=2048, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-def model(posts: int, batch_size: int) -> None:
-    """Model-only posts/s on simulated texts (no Kafka)."""
-    from models.bench import run as run_model_bench
-
-    run_model_bench(posts=posts, batch_size=batch_size, echo=click.echo)
-
-
-if __name__ == "__main__":
-    cli()
+def format_result(r: PipelineResult) -> str:
+    mode = f"paced {r.offered_rate:g}/s" if r.offered_rate else "burst"
+    model = "stub model" if r.stub_model else "model"
+    first = f"{r.first_row_s:.2f} s" if r.first_row_s is not None else "-"
+    lat = r.latency_ms
+    return "\n".join(
+        [
+            f"{r.label}: {mode}, {r.posts:,} posts, batch {r.batch_size}, {model}",
+            f"  producer              {r.producer_posts_per_s:,.0f} posts/s",
+            f"  time to first row     {first}",
+            f"  end-to-end            {r.end_to_end_posts_per_s:,.1f} posts/s",
+            f"  latency append->commit p50 {lat['p50']:,.0f} ms  p95 {lat['p95']:,.0f} ms  "
+            f"p99 {lat['p99']:,.0f} ms  max {lat['max']:,.0f} ms",
+            f"  peak RSS              worker {r.peak_rss_mb['worker']:,.0f} MB, "
+            f"sink {r.peak_rss_mb['sink']:,.0f} MB",
+        ]
+    )

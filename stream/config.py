@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         "flip); 'auto' uses it only where the CPU has it.",
     )
     score_cache_size: int = 50_000
+    score_stub: bool = Field(
+        False,
+        description="Benchmarks only: a fixed-output stub instead of the model, to measure "
+        "the pipeline's ceiling without it.",
+    )
     torch_threads: int = 0  # 0: leave torch's default
     shared_data: Path = Field(default_factory=_default_shared_data)
     events_dir: Path | None = Field(

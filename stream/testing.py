@@ -51,6 +51,23 @@ class FakeScorer:
         return [fake_output(p.text) for p in posts]
 
 
+class StubModel:
+    """Stands in for ``models.scorer.Scorer`` (same calls, fixed-shape outputs, no encoder):
+    the worker uses it with ``SWINGDIAL_SCORE_STUB=true`` so a benchmark measures
+    everything around the model (Kafka, parsing, history, sends, the sink)."""
+
+    version = "stub-model"
+
+    def __init__(self, targets: Sequence[str]) -> None:
+        self.targets = list(targets)
+
+    def set_topics(self, topics: Sequence[tuple[str, str]]) -> None:
+        self.topic_ids = [topic_id for topic_id, _ in topics]
+
+    def score_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        return [fake_output(text, self.targets) for text in texts]
+
+
 def valid_post(i: int, run_id: str = "run-t", event_id: str = "trump-musk-2024", **kw: Any) -> Post:
     fields: dict[str, Any] = {
         "id": f"{run_id}-{i}",

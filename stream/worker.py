@@ -99,6 +99,15 @@ class EventAwareScorer:
         return outputs  # type: ignore[return-value]
 
 
+def load(settings: Settings) -> EventAwareScorer:
+    """The model the settings name (or the benchmark's stub), wrapped per event."""
+    if settings.score_stub:
+        from stream.testing import StubModel
+
+        return EventAwareScorer(StubModel(settings.targets), settings.events_dir)  # type: ignore[arg-type]
+    return EventAwareScorer(load_scorer(settings, targets=settings.targets), settings.events_dir)
+
+
 def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> faust.App:
     """Build the faust app; the scorer loads lazily so ``--help`` stays fast."""
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
@@ -155,13 +164,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
             async with state["lock"]:
                 if state["scorer"] is None:
                     loop = asyncio.get_running_loop()
-                    state["scorer"] = await loop.run_in_executor(
-                        executor,
-                        lambda: EventAwareScorer(
-                            load_scorer(settings, targets=settings.targets),
-                            settings.events_dir,
-                        ),
-                    )
+                    state["scorer"] = await loop.run_in_executor(executor, load, settings)
                     log.info("model %s loaded", state["scorer"].version)
         return state["scorer"]
 

@@ -15,6 +15,7 @@ AREA_MODULES = [
     "stream.cli.sink",
     "stream.cli.query",
     "stream.cli.dlq",
+    "stream.cli.bench",
     "stream.cli.dashboard",
     "stream.cli.models",
     "stream.cli.demo",

@@ -1,0 +1,137 @@
+"""`swingdial bench`: benchmarks that print figures (docs/benchmarks.md keeps them)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+
+import click
+
+from stream.config import get_settings
+
+
+def machine() -> dict[str, str]:
+    """The CPU a figure was measured on (lscpu's model name and flags)."""
+    info = {"cpus": "", "model": platform.processor(), "flags": ""}
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return info
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name":
+            info["model"] = value.strip()
+        elif key.strip() == "Flags":
+            info["flags"] = value.strip()
+        elif key.strip() == "CPU(s)":
+            info["cpus"] = value.strip()
+    return info
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Benchmarks: real processes on loopback, figures printed (see docs/benchmarks.md).
+
+    Run nothing else on the machine meanwhile.
+
+    \b
+    Examples:
+      swingdial bench pipeline --posts 5000 --baseline-posts 300 --paced-fraction 0.6
+      swingdial bench pipeline --stub-model --posts 20000      # the non-model ceiling
+      swingdial bench pipeline --posts 100000 --rss-every 10000 --stub-model
+      swingdial bench model
+    """
+
+
+@bench_group.command("pipeline")
+@click.option("--posts", type=int, default=5000, show_default=True, help="Burst size.")
+@click.option("--batch-size", type=int, default=None, help="Worker batch size.")
+@click.option("--stub-model", is_flag=True, help="A fixed-output stub instead of the model.")
+@click.option(
+    "--baseline-posts",
+    type=int,
+    default=0,
+    help="Also measure the per-message pipeline (batch size 1) on this many posts, same run.",
+)
+@click.option(
+    "--paced-fraction",
+    type=float,
+    default=0.0,
+    help="Then offer this fraction of the measured burst rate, paced, for --seconds.",
+)
+@click.option("--seconds", type=float, default=40, show_default=True, help="Paced run length.")
+@click.option("--rss-every", type=int, default=0, help="Print worker/sink RSS every N posts.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+def pipeline_command(
+    posts: int,
+    batch_size: int | None,
+    stub_model: bool,
+    baseline_posts: int,
+    paced_fraction: float,
+    seconds: float,
+    rss_every: int,
+    as_json: bool,
+) -> None:
+    """Broker + worker + sink on loopback, fed by the simulator: posts/s, latency, RSS."""
+    from stream.bench import format_result, private_broker, run_pipeline
+
+    say = (lambda _: None) if as_json else click.echo
+    runs = []
+    with private_broker(get_settings()) as settings:
+        if baseline_posts:
+            base = run_pipeline(
+                settings, posts=baseline_posts, label="baseline", batch_size=1, stub=stub_model
+            )
+            runs.append(base)
+            say(format_result(base))
+        burst = run_pipeline(
+            settings,
+            posts=posts,
+            label="burst",
+            batch_size=batch_size,
+            stub=stub_model,
+            sample_every=rss_every,
+            echo=say,
+        )
+        runs.append(burst)
+        say(format_result(burst))
+        if paced_fraction:
+            rate = burst.end_to_end_posts_per_s * paced_fraction
+            paced = run_pipeline(
+                settings,
+                posts=max(1, int(rate * seconds)),
+                label="paced",
+                rate=rate,
+                batch_size=batch_size,
+                stub=stub_model,
+            )
+            runs.append(paced)
+            say(format_result(paced))
+    summary = {
+        "machine": machine(),
+        "end_to_end_posts_per_s": burst.end_to_end_posts_per_s,
+        "runs": [r.as_dict() for r in runs],
+    }
+    if baseline_posts:
+        summary["ratio_to_per_message"] = (
+            burst.end_to_end_posts_per_s / runs[0].end_to_end_posts_per_s
+        )
+        say(f"burst / per-message: {summary['ratio_to_per_message']:.1f}x")
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        click.echo(f"machine: {summary['machine']['model']}, {summary['machine']['cpus']} CPUs")
+
+
+@bench_group.command("model")
+@click.option("--posts", type=int, default=2048, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+def model_command(posts: int, batch_size: int) -> None:
+    """Model-only posts/s (no Kafka)."""
+    from models.bench import run as run_model_bench
+
+    run_model_bench(posts=posts, batch_size=batch_size, echo=click.echo)
+
+
+COMMANDS = [bench_group]
