@@ -291,8 +291,31 @@ def exit_without_ack(records: list[InRecord], exc: BaseException) -> None:
     os._exit(EXIT_BATCH_FAILED)
 
 
+def plain_logging(loglevel: str) -> dict[str, Any]:
+    """faust's logging, without colour codes (logs go to files) and without the Kafka
+    clients' per-request chatter below WARNING."""
+    return {
+        "merge": True,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "level": loglevel.upper(),
+            }
+        },
+        "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "kafka")},
+    }
+
+
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Run the worker until interrupted (SIGINT/SIGTERM stop it cleanly)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the worker's log
+    hf_logging.set_verbosity_error()
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(
+        app, loglevel=loglevel, quiet=True, logging_config=plain_logging(loglevel)
+    )
     worker.execute_from_commandline()
