@@ -148,7 +148,7 @@ def run_pipeline(
             for r in simulate(event, tag, seed=2, speed=0, max_posts=posts * 2, rate_scale=20)
             if r.post is not None
         ]
-        records = list({r.post.id: r for r in records}.values())[:posts]
+        records = list({r.post.id: r for r in records if r.post}.values())[:posts]
         if len(records) < posts:  # the event script has fewer distinct posts: repeat them
             more = [
                 replace(r, post=r.post.model_copy(update={"id": f"{r.post.id}-{k}"}))

@@ -34,7 +34,10 @@ class Pseudonymizer:
         """The record with author id and handle hashed, bio and bio evidence removed."""
         author = scored.post.author
         hidden = Author(
-            id=self.name(author.id), handle=self.name(author.handle), followers=author.followers
+            id=self.name(author.id),
+            handle=self.name(author.handle),
+            bio="",
+            followers=author.followers,
         )
         evidence = [
             REDACTED_BIO_EVIDENCE if line.startswith("bio:") else line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from typing import Any
 
 import click
 
@@ -108,7 +109,7 @@ def pipeline_command(
             )
             runs.append(paced)
             say(format_result(paced))
-    summary = {
+    summary: dict[str, Any] = {
         "machine": machine(),
         "end_to_end_posts_per_s": burst.end_to_end_posts_per_s,
         "runs": [r.as_dict() for r in runs],
