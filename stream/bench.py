@@ -30,7 +30,7 @@ from infra.broker import Broker
 from stream import kafka
 from stream.config import Settings
 from stream.events import load_event
-from stream.processes import free_port, spawn
+from stream.processes import free_port, isolated, spawn
 from stream.query import QueryClient
 from stream.sources.producer import send_records
 from stream.sources.simulator import simulate
@@ -115,20 +115,8 @@ def run_pipeline(
     """One measured run: its own topics, worker and sink on the given broker."""
     tag = f"{label}-{int(time.time() * 1000) % 10**8}"
     home = broker_settings.home / tag
-    settings = broker_settings.model_copy(
-        update={
-            "home": home,
-            "topic_posts": f"posts-{tag}",
-            "topic_scores": f"scores-{tag}",
-            "topic_dlq": f"posts.dlq-{tag}",
-            "topic_annotations": f"annotations-{tag}",
-            "worker_app_id": f"worker-{tag}",
-            "sink_group": f"sink-{tag}",
-            "query_port": free_port(),
-            "worker_web_port": free_port(),
-            "score_stub": stub,
-            **({"batch_size": batch_size} if batch_size else {}),
-        }
+    settings = isolated(broker_settings, tag, home).model_copy(
+        update={"score_stub": stub, **({"batch_size": batch_size} if batch_size else {})}
     )
     home.mkdir(parents=True, exist_ok=True)
     kafka.ensure_topics(settings)

@@ -38,3 +38,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def isolated(settings: Settings, tag: str, home: Path) -> Settings:
+    """The same cluster with ``tag``'s own topics, consumer groups, home and free ports, so
+    tests and benchmarks can share one broker without seeing each other's records."""
+    return settings.model_copy(
+        update={
+            "home": home,
+            "topic_posts": f"posts-{tag}",
+            "topic_scores": f"scores-{tag}",
+            "topic_dlq": f"posts.dlq-{tag}",
+            "topic_annotations": f"annotations-{tag}",
+            "worker_app_id": f"worker-{tag}",
+            "sink_group": f"sink-{tag}",
+            "worker_web_port": free_port(),
+            "query_port": free_port(),
+            "dashboard_port": free_port(),
+        }
+    )

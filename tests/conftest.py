@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stream.config import Settings
-from stream.processes import free_port, spawn
+from stream.processes import free_port, isolated, spawn
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -51,21 +51,7 @@ def kafka_settings(kafka_broker: Settings, tmp_path: Path) -> Settings:
     """Settings on the session broker with this test's own topics, group ids and home."""
     from stream import kafka
 
-    tag = uuid.uuid4().hex[:8]
-    settings = kafka_broker.model_copy(
-        update={
-            "home": tmp_path / "home",
-            "topic_posts": f"posts-{tag}",
-            "topic_scores": f"scores-{tag}",
-            "topic_dlq": f"posts.dlq-{tag}",
-            "topic_annotations": f"annotations-{tag}",
-            "worker_app_id": f"worker-{tag}",
-            "sink_group": f"sink-{tag}",
-            "worker_web_port": free_port(),
-            "query_port": free_port(),
-            "dashboard_port": free_port(),
-        }
-    )
+    settings = isolated(kafka_broker, uuid.uuid4().hex[:8], tmp_path / "home")
     settings.home.mkdir(parents=True, exist_ok=True)
     kafka.ensure_topics(settings)
     return settings
