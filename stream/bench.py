@@ -101,6 +101,27 @@ def _stop(*procs: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@contextmanager
+def running_pipeline(
+    broker_settings: Settings, tag: str, **overrides: Any
+) -> Iterator[tuple[Settings, QueryClient, dict[str, subprocess.Popen]]]:
+    """Worker and sink of ``tag``'s own (topics, groups, home) on a running broker."""
+    home = broker_settings.home / tag
+    settings = isolated(broker_settings, tag, home).model_copy(update=overrides)
+    home.mkdir(parents=True, exist_ok=True)
+    kafka.ensure_topics(settings)
+    procs = {
+        "worker": spawn(settings, "worker", log_path=home / "worker.log"),
+        "sink": spawn(settings, "sink", log_path=home / "sink.log"),
+    }
+    client = QueryClient(settings)
+    try:
+        yield settings, client, procs
+    finally:
+        client.close()
+        _stop(*procs.values())
+
+
 def run_pipeline(
     broker_settings: Settings,
     *,
@@ -114,18 +135,13 @@ def run_pipeline(
 ) -> PipelineResult:
     """One measured run: its own topics, worker and sink on the given broker."""
     tag = f"{label}-{int(time.time() * 1000) % 10**8}"
-    home = broker_settings.home / tag
-    settings = isolated(broker_settings, tag, home).model_copy(
-        update={"score_stub": stub, **({"batch_size": batch_size} if batch_size else {})}
-    )
-    home.mkdir(parents=True, exist_ok=True)
-    kafka.ensure_topics(settings)
-    worker = spawn(settings, "worker", log_path=home / "worker.log")
-    sink = spawn(settings, "sink", log_path=home / "sink.log")
-    client = QueryClient(settings)
+    overrides: dict[str, Any] = {"score_stub": stub}
+    if batch_size:
+        overrides["batch_size"] = batch_size
     peaks = {"worker": 0.0, "sink": 0.0}
     samples: list[dict[str, float]] = []
-    try:
+    with running_pipeline(broker_settings, tag, **overrides) as (settings, client, procs):
+        worker, sink = procs["worker"], procs["sink"]
         # Warm-up: a few posts through the whole path so the model is loaded before timing.
         event = load_event("trump-musk-2024")
         send_records(settings, simulate(event, "warmup", seed=1, speed=0, max_posts=5), False)
@@ -197,9 +213,6 @@ def run_pipeline(
             peak_rss_mb=peaks,
             rss_samples=samples,
         )
-    finally:
-        client.close()
-        _stop(worker, sink)
 
 
 def format_result(r: PipelineResult) -> str:

@@ -41,6 +41,7 @@ def bench_group() -> None:
       swingdial bench pipeline --posts 5000 --baseline-posts 300 --paced-fraction 0.6
       swingdial bench pipeline --stub-model --posts 20000      # the non-model ceiling
       swingdial bench pipeline --posts 100000 --rss-every 10000 --stub-model
+      swingdial bench approval                # real tweets: does the dial follow truth?
       swingdial bench model
     """
 
@@ -123,6 +124,32 @@ def pipeline_command(
         click.echo(json.dumps(summary, indent=1))
     else:
         click.echo(f"machine: {summary['machine']['model']}, {summary['machine']['cpus']} CPUs")
+
+
+@bench_group.command("approval")
+@click.option("--minutes", type=int, default=60, show_default=True)
+@click.option("--per-minute", type=int, default=15, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def approval_command(minutes: int, per_minute: int, as_json: bool) -> None:
+    """Real labelled tweets (P-Stance validation, Trump) through the pipeline: how well the
+    approval line follows the labels' per-minute truth (Pearson r)."""
+    from stream.approval_check import run_check
+    from stream.bench import private_broker
+
+    with private_broker(get_settings()) as settings:
+        result = run_check(settings, minutes, per_minute)
+    result["machine"] = machine()
+    if as_json:
+        click.echo(json.dumps(result, indent=1, default=str))
+        return
+    click.echo(
+        f"{result['minutes']} minutes, {result['posts']} posts, "
+        f"{result['stance_posts_per_minute']:.1f} stance-taking posts per minute\n"
+        f"approval line vs truth:      r = {result['r_approval']:.3f}\n"
+        f"mean net stance vs truth:    r = {result['r_mean_net_stance']:.3f}\n"
+        f"truth range {result['truth_range'][0]:+.2f}..{result['truth_range'][1]:+.2f}, "
+        f"approval range {result['approval_range'][0]:+.2f}..{result['approval_range'][1]:+.2f}"
+    )
 
 
 @bench_group.command("model")
