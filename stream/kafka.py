@@ -74,6 +74,8 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
     """Create the project's topics if missing (replication factor and min.insync.replicas
     from the settings); returns the names that were created."""
     count = partitions or settings.partitions
+    if settings.replication_factor > 1:  # a cluster just started: wait for its brokers
+        wait_for_broker(settings, brokers=settings.replication_factor)
     client = admin(settings)
     try:
         existing = set(client.list_topics())

@@ -252,8 +252,7 @@ def run_fault(
     progress = Progress(settings)
     source = Source(settings, batch, rate)
     try:
-        wait_until(lambda: progress.stored() > 0 or None, 240, 0.5, "the first stored post")
-        source.start()
+        source.start()  # the worker loads its model meanwhile; the posts wait in Kafka
         wait_until(
             lambda: progress.stored() >= posts * fault_after, 300, 0.5, "posts before the fault"
         )
