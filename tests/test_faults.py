@@ -340,6 +340,7 @@ class PartitionProgress:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.samples: list[tuple[float, dict[int, tuple[int, int]]]] = []
+        self.errors: list[Exception] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="fault-partitions")
         self._thread.start()
@@ -347,25 +348,20 @@ class PartitionProgress:
     def _run(self) -> None:
         from kafka import TopicPartition
 
-        admin = kafka.admin(self.settings)
-        consumer = kafka.consumer(self.settings)
+        # Reads the group's committed offsets without joining it (never subscribes or polls).
+        consumer = kafka.consumer(self.settings, group_id=self.settings.worker_app_id)
         topic = self.settings.topic_posts
         parts = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
         try:
             while not self._stop.is_set():
                 try:
-                    committed = admin.list_consumer_group_offsets(self.settings.worker_app_id)
                     ends = consumer.end_offsets(parts)
-                    row = {
-                        tp.partition: (committed[tp].offset if tp in committed else 0, ends[tp])
-                        for tp in parts
-                    }
+                    row = {tp.partition: (consumer.committed(tp) or 0, ends[tp]) for tp in parts}
                     self.samples.append((time.monotonic(), row))
-                except Exception:  # noqa: BLE001 - group coordinator moving
-                    pass
+                except Exception as exc:  # noqa: BLE001 - group coordinator moving
+                    self.errors.append(exc)
                 self._stop.wait(0.25)
         finally:
-            admin.close()
             consumer.close()
 
     def stop(self) -> None:
@@ -424,6 +420,7 @@ def test_worker_joins_and_leaves_mid_stream(
         run_fault(f"worker-join-leave-{membership}", settings, tmp_path / "logs", fault, posts=3000)
     finally:
         partitions.stop()
+    assert len(partitions.samples) > 100, partitions.errors[-3:]
     join_stall = partitions.longest_stall(moments["join"], moments["leave"])
     leave_stall = partitions.longest_stall(moments["leave"], time.monotonic())
     print(
