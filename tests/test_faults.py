@@ -175,16 +175,17 @@ class Progress:
                 return t - moment
         return float("nan")
 
-    def longest_stall(self, total: int) -> float:
-        """The longest time DuckDB's count did not grow while posts were still missing."""
-        longest, last_t, last_v = 0.0, None, -1
+    def longest_stall(self, since: float, total: int) -> float:
+        """The longest time after ``since`` (the fault) that DuckDB's count did not grow
+        while posts were still missing."""
+        last_t = since
+        last_v = max((v for t, v in self.samples if t <= since and v is not None), default=0)
+        longest = 0.0
         for t, value in self.samples:
-            if value is None:
+            if t <= since or value is None or value <= last_v:
                 continue
-            if value > last_v or last_t is None:
-                if last_t is not None:
-                    longest = max(longest, t - last_t)
-                last_t, last_v = t, value
+            longest = max(longest, t - last_t)
+            last_t, last_v = t, value
             if value >= total:
                 break
         return longest
@@ -265,14 +266,15 @@ def run_fault(
         progress.stop()
         pipeline.stop()
     figures = {
-        "stall_s": progress.longest_stall(posts),
+        "stall_s": progress.longest_stall(fault_at, posts),
         "resumed_s": progress.resumed_after(back_at),
         "fault_to_recovery_s": back_at - fault_at,
     }
     check_exactly_once(settings, {p.id for p in batch})
     print(
         f"\n[fault] {name}: sent={posts} stored={posts} lost=0 duplicated=0 "
-        f"re-sent by source={source.resent}; longest stall {figures['stall_s']:.1f} s, "
+        f"re-sent by source={source.resent}; longest stall after the fault "
+        f"{figures['stall_s']:.1f} s, "
         f"stored again {figures['resumed_s']:.1f} s after recovery began "
         f"({figures['fault_to_recovery_s']:.1f} s after the fault)"
     )
