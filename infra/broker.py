@@ -1,13 +1,14 @@
-"""Start, stop and inspect the local single-node Kafka broker.
+"""Start, stop and inspect the local Kafka broker: one node, or a KRaft cluster of several.
 
 The broker's jars come from Maven Central through ``infra/pom.xml``; Maven keeps them in
 ``~/.m2`` and we only keep the resolved classpath. Data lives under ``Settings.kafka_dir``
-so a restart keeps every topic and offset.
+(``node-N`` per node of a cluster) so a restart keeps every topic and offset.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import signal
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream.config import Settings
+from stream.listeners import NonLoopbackError, require_loopback
 
 INFRA_DIR = Path(__file__).resolve().parent
 POM = INFRA_DIR / "pom.xml"
@@ -106,72 +108,110 @@ def resolve_classpath(paths: BrokerPaths, quiet: bool = True) -> str:
     return paths.classpath.read_text().strip()
 
 
-class Broker:
-    """The local broker described by ``settings`` (bootstrap host:port, data under home)."""
+@dataclass(frozen=True)
+class NodeSpec:
+    """One KRaft node (broker + controller in one JVM) of the local cluster."""
 
-    def __init__(self, settings: Settings) -> None:
+    node_id: int
+    host: str
+    port: int
+    controller_port: int
+    root: Path
+
+
+def cluster_layout(settings: Settings, nodes: int | None = None) -> list[NodeSpec]:
+    """The nodes ``broker start`` runs: one per bootstrap address (ports + 2*i if only one).
+
+    A single node keeps its data directly under ``kafka_dir`` (as before clusters existed);
+    node N of a cluster under ``kafka_dir/node-N``.
+    """
+    count = nodes or settings.kafka_nodes
+    servers = settings.model_copy(update={"kafka_nodes": count}).bootstrap_servers()
+    if len(servers) != count:
+        raise BrokerError(
+            f"SWINGDIAL_KAFKA_BOOTSTRAP lists {len(servers)} addresses for {count} nodes; "
+            "give one address (the others use its port + 2, + 4, ...) or one per node"
+        )
+    specs = []
+    for index, server in enumerate(servers):
+        host, port = _host_port(server)
+        root = settings.kafka_dir if count == 1 else settings.kafka_dir / f"node-{index + 1}"
+        specs.append(
+            NodeSpec(index + 1, host, port, settings.kafka_controller_port + 2 * index, root)
+        )
+    ports = [p for spec in specs for p in (spec.port, spec.controller_port)]
+    if len(set(ports)) != len(ports):
+        raise BrokerError(f"the nodes' listener and controller ports overlap: {ports}")
+    return specs
+
+
+def _check_loopback(settings: Settings, host: str) -> None:
+    # Checked before anything connects: the local broker never listens off this machine.
+    try:
+        require_loopback(host, "the local Kafka broker", settings)
+    except NonLoopbackError as exc:
+        raise BrokerError(
+            f"{exc} (for your own cluster set SWINGDIAL_KAFKA_BOOTSTRAP and skip `broker start`)"
+        ) from None
+
+
+class BrokerNode:
+    """One broker JVM: its properties, storage, pid file and log under ``spec.root``."""
+
+    def __init__(self, settings: Settings, spec: NodeSpec, voters: str, heap: str) -> None:
         self.settings = settings
-        self.paths = BrokerPaths(settings.kafka_dir)
-        self.host, self.port = _host_port(settings.kafka_bootstrap)
+        self.spec = spec
+        self.voters = voters
+        self.heap = heap
+        self.paths = BrokerPaths(spec.root)
 
-    # --- state -------------------------------------------------------------------------
     def pid(self) -> int | None:
-        try:
-            pid = int(self.paths.pid.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return _live_pid(self.paths.pid)
 
     def listening(self) -> bool:
-        return _port_open(self.host, self.port)
+        return _port_open(self.spec.host, self.spec.port)
 
     def status(self) -> dict[str, object]:
         return {
-            "bootstrap": self.settings.kafka_bootstrap,
+            "node": self.spec.node_id,
+            "address": f"{self.spec.host}:{self.spec.port}",
             "pid": self.pid(),
             "listening": self.listening(),
             "data_dir": str(self.paths.data),
             "log": str(self.paths.log),
         }
 
-    # --- lifecycle ---------------------------------------------------------------------
-    def _java(self, classpath: str, *args: str, heap: str | None = None) -> list[str]:
-        java = os.environ.get("JAVA_HOME")
-        exe = str(Path(java) / "bin" / "java") if java else "java"
-        jvm = [f"-Xmx{heap}", f"-Xms{heap}"] if heap else ["-Xmx256m"]
-        return [
-            exe,
-            *jvm,
-            "-XX:+UseG1GC",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={LOG4J}",
-            "-cp",
-            classpath,
-            *args,
-        ]
-
-    def _write_properties(self) -> None:
+    def write_properties(self) -> None:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
         text = PROPERTIES_TEMPLATE.read_text().format(
-            host=self.host,
-            port=self.port,
-            controller_port=self.settings.kafka_controller_port,
+            node_id=self.spec.node_id,
+            voters=self.voters,
+            host=self.spec.host,
+            port=self.spec.port,
+            controller_port=self.spec.controller_port,
             data_dir=self.paths.data,
             partitions=self.settings.partitions,
+            replication=self.settings.replication_factor,
+            min_isr=self.settings.min_insync_replicas,
         )
         self.paths.properties.write_text(text)
 
-    def _format_storage(self, classpath: str) -> None:
+    def cluster_id(self) -> str | None:
+        """The id this node's storage was formatted with, if it was."""
+        try:
+            text = (self.paths.data / "meta.properties").read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+        return None
+
+    def format_storage(self, classpath: str, cluster_id: str) -> None:
         if (self.paths.data / "meta.properties").exists():
             return
         self.paths.data.mkdir(parents=True, exist_ok=True)
-        cluster_id = _kafka_uuid()
-        cmd = self._java(
+        cmd = _java(
             classpath,
             "kafka.tools.StorageTool",
             "format",
@@ -183,34 +223,8 @@ class Broker:
         if result.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
-    def _check_loopback(self) -> None:
-        # Checked before anything connects: the local broker never listens off this machine.
-        if self.host not in {"127.0.0.1", "localhost", "::1"} and not os.environ.get(
-            "SWINGDIAL_ALLOW_PUBLIC_BIND"
-        ):
-            raise BrokerError(
-                f"refusing to run the local broker on {self.host}; it listens on loopback only "
-                "(for your own cluster set SWINGDIAL_KAFKA_BOOTSTRAP and skip `broker start`)"
-            )
-
-    def start(self, wait_s: float = 90.0) -> int:
-        """Start the broker in the background (idempotent) and wait until it answers."""
-        self._check_loopback()
-        existing = self.pid()
-        if existing and self.listening():
-            return existing
-        if self.listening():
-            raise BrokerError(
-                f"something else listens on {self.host}:{self.port}; set SWINGDIAL_KAFKA_BOOTSTRAP "
-                "to use it, or free the port"
-            )
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        classpath = resolve_classpath(self.paths)
-        self._write_properties()
-        self._format_storage(classpath)
-        cmd = self._java(
-            classpath, "kafka.Kafka", str(self.paths.properties), heap=self.settings.kafka_heap
-        )
+    def launch(self, classpath: str) -> subprocess.Popen:
+        cmd = _java(classpath, "kafka.Kafka", str(self.paths.properties), heap=self.heap)
         with open(self.paths.log, "ab") as log:
             proc = subprocess.Popen(
                 cmd,
@@ -220,34 +234,156 @@ class Broker:
                 start_new_session=True,  # survives the CLI that started it
             )
         self.paths.pid.write_text(str(proc.pid))
+        return proc
+
+    def send_signal(self, signum: int) -> int | None:
+        """Send ``signum`` to the JVM (tests kill nodes with it); returns its pid."""
+        pid = self.pid()
+        if pid is not None:
+            os.kill(pid, signum)
+        return pid
+
+
+class Broker:
+    """The local KRaft cluster described by ``settings``: ``kafka_nodes`` combined nodes on
+    loopback (one node by default), data under ``kafka_dir``."""
+
+    def __init__(self, settings: Settings, nodes: int | None = None) -> None:
+        count = nodes or settings.kafka_nodes
+        self.settings = settings.model_copy(update={"kafka_nodes": count})
+        specs = cluster_layout(self.settings)
+        voters = ",".join(f"{s.node_id}@{s.host}:{s.controller_port}" for s in specs)
+        heap = settings.kafka_heap if count == 1 else settings.kafka_node_heap
+        self.nodes = [BrokerNode(self.settings, spec, voters, heap) for spec in specs]
+        self.paths = BrokerPaths(settings.kafka_dir)  # shared: the resolved classpath
+        first = specs[0]
+        self.host, self.port = first.host, first.port
+
+    # --- state -------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The first node's pid (the only one for a single broker)."""
+        return self.nodes[0].pid()
+
+    def pids(self) -> list[int | None]:
+        return [node.pid() for node in self.nodes]
+
+    def listening(self) -> bool:
+        return all(node.listening() for node in self.nodes)
+
+    def status(self) -> dict[str, object]:
+        info: dict[str, object] = {
+            "bootstrap": ",".join(self.settings.bootstrap_servers()),
+            "nodes": len(self.nodes),
+            "pid": self.pid(),
+            "listening": self.listening(),
+        }
+        if len(self.nodes) == 1:
+            info |= {"data_dir": str(self.nodes[0].paths.data), "log": str(self.nodes[0].paths.log)}
+        else:
+            for node in self.nodes:
+                st = node.status()
+                info[f"node-{node.spec.node_id}"] = (
+                    f"{st['address']} pid={st['pid']} listening={st['listening']} log={st['log']}"
+                )
+        return info
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self, wait_s: float = 120.0) -> int:
+        """Start every node that is not running (idempotent) and wait until all answer.
+
+        Returns the first node's pid. The nodes start together: a KRaft quorum of three
+        elects its controller only once two of them run.
+        """
+        for node in self.nodes:
+            _check_loopback(self.settings, node.spec.host)
+        for node in self.nodes:
+            if node.listening() and node.pid() is None:
+                raise BrokerError(
+                    f"something else listens on {node.spec.host}:{node.spec.port}; set "
+                    "SWINGDIAL_KAFKA_BOOTSTRAP to use it, or free the port"
+                )
+        classpath = resolve_classpath(self.paths)
+        cluster_id = next((c for n in self.nodes if (c := n.cluster_id())), None) or _kafka_uuid()
+        started: list[tuple[BrokerNode, subprocess.Popen]] = []
+        for node in self.nodes:
+            if node.pid() is not None and node.listening():
+                continue
+            node.write_properties()
+            node.format_storage(classpath, cluster_id)
+            started.append((node, node.launch(classpath)))
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise BrokerError(
-                    f"the broker exited with code {proc.returncode}; see {self.paths.log}:\n"
-                    + _tail(self.paths.log)
-                )
+            for node, proc in started:
+                if proc.poll() is not None:
+                    raise BrokerError(
+                        f"broker node {node.spec.node_id} exited with code {proc.returncode}; "
+                        f"see {node.paths.log}:\n" + _tail(node.paths.log)
+                    )
             if self.listening():
-                return proc.pid
+                return self.pid() or 0
             time.sleep(0.3)
-        raise BrokerError(f"the broker did not listen within {wait_s:.0f}s; see {self.paths.log}")
+        raise BrokerError(
+            f"the broker did not listen within {wait_s:.0f}s; see "
+            + ", ".join(str(node.paths.log) for node in self.nodes)
+        )
 
     def stop(self, wait_s: float = 60.0) -> bool:
-        """Controlled shutdown (SIGTERM), SIGKILL only if it hangs. Returns False if not running."""
-        pid = self.pid()
-        if pid is None:
-            self.paths.pid.unlink(missing_ok=True)
+        """Stop every node of this home (single broker and cluster nodes alike): controlled
+        shutdown (SIGTERM) for all at once, SIGKILL only for a node that hangs. Returns
+        False if none was running."""
+        pid_files = [self.paths.pid, *sorted(self.settings.kafka_dir.glob("node-*/broker.pid"))]
+        running = {f: pid for f in pid_files if (pid := _live_pid(f)) is not None}
+        for pid_file in pid_files:
+            if pid_file not in running:
+                pid_file.unlink(missing_ok=True)
+        if not running:
             return False
-        os.kill(pid, signal.SIGTERM)
+        for pid in running.values():
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if self.pid() is None or _zombie(pid):
+            if all(_live_pid(f) is None for f in running):
                 break
             time.sleep(0.2)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        self.paths.pid.unlink(missing_ok=True)
+        for pid_file, pid in running.items():
+            if _live_pid(pid_file) is not None:
+                os.kill(pid, signal.SIGKILL)
+            pid_file.unlink(missing_ok=True)
         return True
+
+
+def _live_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    if _zombie(pid):  # dead; our own child (a test's broker) until reaped
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return None
+    return pid
+
+
+def _java(classpath: str, *args: str, heap: str | None = None) -> list[str]:
+    java = os.environ.get("JAVA_HOME")
+    exe = str(Path(java) / "bin" / "java") if java else "java"
+    jvm = [f"-Xmx{heap}", f"-Xms{heap}"] if heap else ["-Xmx256m"]
+    return [
+        exe,
+        *jvm,
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={LOG4J}",
+        "-cp",
+        classpath,
+        *args,
+    ]
 
 
 def _kafka_uuid() -> str:

@@ -4,6 +4,7 @@
 #   bash infra/run.sh test    # install what is missing, then lint and run every test
 #   bash infra/run.sh setup   # only install
 #   bash infra/run.sh bench   # the benchmark (prints figures; see docs/benchmarks.md)
+#   bash infra/run.sh faults  # the fault suite: real processes killed mid-stream (~15 min)
 # Installs are incremental: the virtualenv lives outside the checkout
 # ($SWINGDIAL_VENV, default ~/.cache/swingdial/venv) and its dependencies are reinstalled
 # only when pyproject.toml changes, so torch (pinned, several GB) is not fetched again.
@@ -82,12 +83,17 @@ case "$cmd" in
     "$VENV/bin/ruff" format --check .
     exec "$VENV/bin/pytest" -ra "$@"
     ;;
+  faults)
+    setup
+    cd "$ROOT"
+    exec "$VENV/bin/pytest" -m faults -s -ra "$@"
+    ;;
   bench)
     setup
     exec "$VENV/bin/swingdial" bench "$@"
     ;;
   *)
-    sed -n '2,7p' "$0"
+    sed -n '2,8p' "$0"
     exit 2
     ;;
 esac

@@ -58,6 +58,27 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = None
     kafka_controller_port: int = 9093
     kafka_heap: str = "768m"
+    kafka_nodes: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="Brokers in the local cluster (`broker start`). With one bootstrap "
+        "address, node i listens on its port + 2*i and its controller on the controller "
+        "port + 2*i (default 9092/9094/9096); or list one host:port per node.",
+    )
+    kafka_node_heap: str = Field("512m", description="Heap of each node when kafka_nodes > 1.")
+    kafka_replication_factor: int | None = Field(
+        None, ge=1, description="Replicas of every topic (default: min(3, kafka_nodes))."
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="Replicas that must have a write before it is acknowledged (default: "
+        "replication factor - 1, at least 1), so one broker can fail without stopping writes.",
+    )
+    kafka_reconnect_backoff_max_ms: int = Field(
+        1000, ge=50, description="kafka-python's longest wait between reconnects to a broker."
+    )
     partitions: int = Field(6, ge=1, le=256)
     topic_posts: str = "posts"
     topic_scores: str = "scores"
@@ -77,10 +98,14 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     batch_size: int = Field(64, ge=1, le=4096)
     batch_within_s: float = Field(0.5, gt=0)
+    worker_web_enabled: bool = Field(
+        False, description="faust's web server (it serves the worker's tables); off by default."
+    )
     worker_instance_id: str | None = Field(
         None,
-        description="Static group membership id (default: host name + web port), so a "
-        "restarted worker takes its own partitions back without a rebalance.",
+        description="Opt-in static group membership id, one per worker: a restarted worker "
+        "takes its partitions back without a rebalance, but a stopped one holds them for "
+        "the session timeout (no LeaveGroup). Default: dynamic membership.",
     )
     worker_session_timeout_s: float = Field(
         30.0, gt=1, description="How soon a killed worker's partitions move to another."
@@ -132,6 +157,13 @@ class Settings(BaseSettings):
         "bundled ones. Event ids in posts are looked up only there and in stream/events.",
     )
 
+    # --- listeners ---
+    allow_non_loopback: bool = Field(
+        False,
+        description="Let the broker, worker web, query server and dashboard listen on a "
+        "non-loopback address (they serve data without authentication).",
+    )
+
     # --- sink / DuckDB ---
     duckdb_path: Path | None = None
     sink_group: str = "swingdial-sink"
@@ -174,6 +206,23 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @property
+    def replication_factor(self) -> int:
+        return self.kafka_replication_factor or min(3, self.kafka_nodes)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return self.kafka_min_insync_replicas or max(1, self.replication_factor - 1)
+
+    def bootstrap_servers(self) -> list[str]:
+        """Every broker address: the listed ones, or one per local node (port + 2*i)."""
+        servers = [s.strip() for s in self.kafka_bootstrap.split(",") if s.strip()]
+        if len(servers) == 1 and self.kafka_nodes > 1:
+            host, _, port = servers[0].rpartition(":")
+            if port.isdigit():
+                return [f"{host}:{int(port) + 2 * i}" for i in range(self.kafka_nodes)]
+        return servers
 
     def resolved_precision(self) -> str:
         """``score_precision`` with 'auto' decided by the CPU's flags."""
@@ -237,7 +286,7 @@ class Settings(BaseSettings):
     def kafka_client_config(self) -> dict[str, object]:
         """Connection settings shared by every kafka-python client."""
         cfg: dict[str, object] = {
-            "bootstrap_servers": self.kafka_bootstrap.split(","),
+            "bootstrap_servers": self.bootstrap_servers(),
             "security_protocol": self.kafka_security_protocol,
         }
         if self.kafka_sasl_mechanism:

@@ -25,9 +25,20 @@ def producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "max_in_flight_requests_per_connection": 1,
         "max_request_size": settings.kafka_max_message_bytes,
         "client_id": "swingdial-producer",
+        **reconnect_config(settings),
     }
     config.update(overrides)
     return KafkaProducer(**config)
+
+
+def reconnect_config(settings: Settings) -> dict[str, object]:
+    """Backoff short enough that a client resumes within about a second of a broker
+    coming back (kafka-python's default grows to 30 s between reconnects)."""
+    return {
+        "reconnect_backoff_ms": 50,
+        "reconnect_backoff_max_ms": settings.kafka_reconnect_backoff_max_ms,
+        "retry_backoff_ms": 200,
+    }
 
 
 def consumer(settings: Settings, *topics: str, **overrides: object) -> KafkaConsumer:
@@ -36,6 +47,7 @@ def consumer(settings: Settings, *topics: str, **overrides: object) -> KafkaCons
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "client_id": "swingdial-consumer",
+        **reconnect_config(settings),
     }
     config.update(overrides)
     return KafkaConsumer(*topics, **config)
@@ -54,14 +66,27 @@ def all_topics(settings: Settings) -> list[str]:
     ]
 
 
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Per-topic configs every project topic (and the worker's changelog) is created with."""
+    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+
+
 def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
-    """Create the project's topics if missing; returns the names that were created."""
+    """Create the project's topics if missing (replication factor and min.insync.replicas
+    from the settings); returns the names that were created."""
     count = partitions or settings.partitions
+    if settings.replication_factor > 1:  # a cluster just started: wait for its brokers
+        wait_for_broker(settings, brokers=settings.replication_factor)
     client = admin(settings)
     try:
         existing = set(client.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=count,
+                replication_factor=settings.replication_factor,
+                topic_configs=topic_configs(settings),
+            )
             for name in all_topics(settings)
             if name not in existing
         ]
@@ -74,17 +99,25 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
         client.close()
 
 
-def wait_for_broker(settings: Settings, timeout_s: float = 60.0) -> None:
-    """Block until the bootstrap servers answer a metadata request."""
+def wait_for_broker(
+    settings: Settings, timeout_s: float = 60.0, brokers: int | None = None
+) -> None:
+    """Block until the bootstrap servers answer a metadata request (and, with ``brokers``,
+    until that many brokers have registered: topics with replication factor 3 need 3)."""
     deadline = time.monotonic() + timeout_s
-    last: Exception | None = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
             client = admin(settings)
-            client.list_topics()
-            client.close()
-            return
+            try:
+                client.list_topics()
+                seen = len(client.describe_cluster()["brokers"]) if brokers else 0
+            finally:
+                client.close()
+            if not brokers or seen >= brokers:
+                return
+            last = f"{seen} of {brokers} brokers registered"
         except (KafkaError, OSError) as exc:  # broker still starting
             last = exc
-            time.sleep(0.5)
+        time.sleep(0.5)
     raise TimeoutError(f"no Kafka broker answered at {settings.kafka_bootstrap}: {last}")

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from stream.config import Settings
+from stream.listeners import NonLoopbackError, require_loopback
 from stream.store import SCHEMA_VERSION, connect
 
 log = logging.getLogger(__name__)
@@ -376,6 +377,10 @@ class QueryServer(flight.FlightServerBase):
 
 def serve_in_thread(con: duckdb.DuckDBPyConnection, settings: Settings) -> QueryServer:
     """Start a :class:`QueryServer` on ``settings.query_location`` in a daemon thread."""
+    try:
+        require_loopback(settings.query_host, "the query server", settings)
+    except NonLoopbackError as exc:
+        raise QueryServerError(str(exc)) from None
     try:
         server = QueryServer(con, settings)
     except pa.ArrowException as exc:

@@ -14,7 +14,6 @@ import asyncio
 import functools
 import logging
 import os
-import socket
 import ssl
 import time
 from collections import OrderedDict
@@ -27,6 +26,8 @@ from models.scorer import DEFAULT_TOPICS, Scorer, event_topics, load_scorer
 from stream.batch import BatchOutput, InRecord, score_batch
 from stream.config import Settings, secret
 from stream.events import load_event
+from stream.kafka import topic_configs
+from stream.listeners import require_loopback
 from stream.schema import Post
 
 # Exit status when a batch failed as a whole and was not acknowledged (restart re-reads it).
@@ -111,27 +112,32 @@ def load(settings: Settings) -> EventAwareScorer:
 def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> faust.App:
     """Build the faust app; the scorer loads lazily so ``--help`` stays fast."""
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
+    if settings.worker_web_enabled:
+        require_loopback(settings.worker_web_host, "the worker's web server", settings)
     app = faust.App(
         settings.worker_app_id,
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers()],
         broker_credentials=_credentials(settings),
         store="memory://",
         datadir=str(settings.faust_dir),
         topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
-        web_enabled=True,
+        # Off by default: faust's web server serves the tables (author history) to anyone
+        # on the machine.
+        web_enabled=settings.worker_web_enabled,
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         producer_acks=-1,
         producer_max_request_size=settings.kafka_max_message_bytes,
         broker_session_timeout=settings.worker_session_timeout_s,
-        # Static membership: a worker restarted after a crash rejoins as the same member,
-        # so the group does not rebalance twice (join, then expel the dead member) while
-        # batches are in flight.
-        consumer_group_instance_id=settings.worker_instance_id
-        or f"{socket.gethostname()}-{settings.worker_web_port}",
+        # Dynamic membership by default: a worker stopped cleanly sends LeaveGroup, so its
+        # partitions move at once. Static membership (opt-in) spares a crashed worker's
+        # restart a rebalance, but a stopped worker then holds its partitions for the whole
+        # session timeout. See docs/operations.md, "Scale out and in".
+        consumer_group_instance_id=settings.worker_instance_id,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
     )
     posts = app.topic(settings.topic_posts, key_serializer="raw", value_serializer="raw")
@@ -140,7 +146,12 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
     # Each author's stance history, so a quiet bio can still be placed by what they post.
     # Sources key posts by author id, so an author's posts and history share a partition
     # (and a worker); the changelog topic makes the history survive restarts.
-    author_history = app.Table("author-history", default=None, partitions=settings.partitions)
+    author_history = app.Table(
+        "author-history",
+        default=None,
+        partitions=settings.partitions,
+        extra_topic_configs=topic_configs(settings),
+    )
 
     @app.on_rebalance_complete.connect
     async def hold_agents_until_seeked(sender: Any, **kwargs: Any) -> None:

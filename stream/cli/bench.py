@@ -75,7 +75,13 @@ def pipeline_command(
     rss_every: int,
     as_json: bool,
 ) -> None:
-    """Broker + worker + sink on loopback, fed by the simulator: posts/s, latency, RSS."""
+    """Broker + worker + sink on loopback, fed by the simulator: posts/s, latency, RSS.
+
+    \b
+    Examples:
+      swingdial bench pipeline --posts 5000 --baseline-posts 300 --paced-fraction 0.6
+      swingdial bench pipeline --stub-model --posts 100000 --rss-every 10000 --json
+    """
     from stream.bench import format_result, private_broker, run_pipeline
 
     say = (lambda _: None) if as_json else click.echo
@@ -132,7 +138,12 @@ def pipeline_command(
 @click.option("--json", "as_json", is_flag=True)
 def approval_command(minutes: int, per_minute: int, as_json: bool) -> None:
     """Real labelled tweets (P-Stance validation, Trump) through the pipeline: how well the
-    approval line follows the labels' per-minute truth (Pearson r)."""
+    approval line follows the labels' per-minute truth (Pearson r).
+
+    \b
+    Example:
+      swingdial bench approval --minutes 60 --per-minute 15
+    """
     from stream.approval_check import run_check
     from stream.bench import private_broker
 
@@ -156,7 +167,12 @@ def approval_command(minutes: int, per_minute: int, as_json: bool) -> None:
 @click.option("--posts", type=int, default=2048, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 def model_command(posts: int, batch_size: int) -> None:
-    """Model-only posts/s (no Kafka)."""
+    """Model-only posts/s (no Kafka).
+
+    \b
+    Example:
+      swingdial bench model --posts 2048 --batch-size 64
+    """
     from models.bench import run as run_model_bench
 
     run_model_bench(posts=posts, batch_size=batch_size, echo=click.echo)

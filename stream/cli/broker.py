@@ -13,41 +13,69 @@ from stream.config import get_settings
 
 @click.group("broker")
 def broker_group() -> None:
-    """Run the local single-node Apache Kafka broker (KRaft mode, 127.0.0.1 only).
+    """Run the local Apache Kafka broker or cluster (KRaft mode, 127.0.0.1 only).
 
     Its jars are resolved from Maven Central by infra/pom.xml on first start; its data
-    stays under $SWINGDIAL_HOME/kafka so a restart keeps every topic and offset. To use
-    your own cluster instead, set SWINGDIAL_KAFKA_BOOTSTRAP (and the security settings)
-    and skip `broker start`.
+    stays under $SWINGDIAL_HOME/kafka (kafka/node-N per node of a cluster) so a restart
+    keeps every topic and offset. To use your own cluster instead, set
+    SWINGDIAL_KAFKA_BOOTSTRAP (and the security settings) and skip `broker start`.
     """
 
 
 @broker_group.command("start")
 @click.option("--partitions", type=int, default=None, help="Partitions per topic (default 6).")
-def start(partitions: int | None) -> None:
-    """Start the broker in the background and create the topics.
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Brokers in the local KRaft cluster (default $SWINGDIAL_KAFKA_NODES, 1).",
+)
+def start(partitions: int | None, nodes: int | None) -> None:
+    """Start the broker (or a cluster of --nodes) in the background and create the topics.
+
+    A cluster's nodes listen on the bootstrap port + 2*i (9092, 9094, 9096); topics get
+    replication factor min(3, nodes) and min.insync.replicas one less. Set
+    SWINGDIAL_KAFKA_NODES=3 for the other commands too, so they bootstrap from every node.
 
     \b
     Examples:
       swingdial broker start
+      swingdial broker start --nodes 3
       SWINGDIAL_KAFKA_BOOTSTRAP=127.0.0.1:19092 swingdial broker start --partitions 3
     """
     settings = get_settings()
-    broker = Broker(settings)
+    if nodes:
+        settings = settings.model_copy(update={"kafka_nodes": nodes})
     try:
+        broker = Broker(settings)
         pid = broker.start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    kafka.wait_for_broker(settings)
+    kafka.wait_for_broker(settings, brokers=settings.kafka_nodes)
     created = kafka.ensure_topics(settings, partitions)
-    click.echo(f"broker running (pid {pid}) on {settings.kafka_bootstrap}")
+    bootstrap = ",".join(settings.bootstrap_servers())
+    if settings.kafka_nodes == 1:
+        click.echo(f"broker running (pid {pid}) on {bootstrap}")
+    else:
+        pids = ", ".join(str(p) for p in broker.pids())
+        click.echo(
+            f"cluster of {settings.kafka_nodes} brokers running (pids {pids}) on {bootstrap}"
+        )
+        click.echo(
+            f"replication factor {settings.replication_factor}, "
+            f"min.insync.replicas {settings.min_insync_replicas}"
+        )
+        if get_settings().kafka_nodes != settings.kafka_nodes:
+            click.echo(
+                f"for the other commands: export SWINGDIAL_KAFKA_NODES={settings.kafka_nodes}"
+            )
     if created:
         click.echo(f"created topics: {', '.join(created)}")
 
 
 @broker_group.command("stop")
 def stop() -> None:
-    """Stop the broker cleanly (data is kept).
+    """Stop the broker, or every node of the cluster, cleanly (data is kept).
 
     \b
     Example:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from stream.config import get_settings
+from stream.listeners import NonLoopbackError, require_loopback
 
 
 def app_path() -> Path:
@@ -23,6 +24,10 @@ def app_path() -> Path:
 def streamlit_command(port: int) -> list[str]:
     """The streamlit invocation: local only, headless, no usage statistics."""
     settings = get_settings()
+    try:
+        require_loopback(settings.dashboard_host, "the dashboard", settings)
+    except NonLoopbackError as exc:
+        raise click.ClickException(str(exc)) from None
     return [
         sys.executable,
         "-m",

@@ -31,7 +31,12 @@ def dlq_group(ctx: click.Context) -> None:
 @dlq_group.command("counts")
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def counts_command(fmt: str = "table") -> None:
-    """Dead letters per kind of reason."""
+    """Dead letters per kind of reason.
+
+    \b
+    Example:
+      swingdial dlq counts -f json
+    """
     with QueryClient(get_settings()) as client:
         try:
             from stream.dlq import reason_counts
@@ -46,7 +51,13 @@ def counts_command(fmt: str = "table") -> None:
 @click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
 @click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def list_command(reason: str | None, limit: int, fmt: str) -> None:
-    """The newest dead letters (JSON includes the record's bytes as `raw`)."""
+    """The newest dead letters (JSON includes the record's bytes as `raw`).
+
+    \b
+    Examples:
+      swingdial dlq list --reason event_id --limit 5
+      swingdial dlq list -f json > dead.jsonl
+    """
     from stream.dlq import list_dead_letters
 
     with QueryClient(get_settings()) as client:
@@ -76,7 +87,13 @@ def list_command(reason: str | None, limit: int, fmt: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=1000, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Say how many would be sent; send nothing.")
 def replay_command(path: Path | None, reason: str | None, limit: int, dry_run: bool) -> None:
-    """Send records back to `posts`; the worker checks them again (bad ones return here)."""
+    """Send records back to `posts`; the worker checks them again (bad ones return here).
+
+    \b
+    Examples:
+      swingdial dlq replay --file dead.jsonl --dry-run
+      swingdial dlq replay --reason "scoring failed"
+    """
     from stream.dlq import file_records, replay, stored_records
 
     settings = get_settings()
