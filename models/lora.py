@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from models.cpu import cpu_has_bf16
 from models.data import (
     EMOTION_LABELS,
     SENTIMENT_LABELS,
@@ -41,7 +42,6 @@ from models.train import (
     seed_everything,
     write_weights,
 )
-from stream.config import cpu_has_bf16
 
 log = logging.getLogger(__name__)
 

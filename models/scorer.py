@@ -1,9 +1,12 @@
 """The scorer the worker calls: one encoder pass per text feeds every head.
 
-``load_scorer(settings, targets=None, topics=None) -> Scorer``;
-``Scorer.score_texts(texts) -> list[dict]`` with sentiment, per-target stance, emotion and
-topic, each ``{"label", "scores"}``. Identical texts are served from a bounded LRU cache
-(retweets and copy-paste campaigns are common in a live stream).
+``load_scorer(config, targets=None, topics=None) -> Scorer`` (config: a
+:class:`models.config.ScorerConfig`); ``Scorer.score_texts(texts) -> list[dict]`` with
+sentiment, per-target stance, emotion and topic, each ``{"label", "scores"}``. Identical
+texts are served from a bounded LRU cache (retweets and copy-paste campaigns are common in
+a live stream). The encoder runs on the runtime/precision ``config.precision`` names
+(``auto``: the fastest allowed one on this machine, see :mod:`models.runtime`); the model
+version names it (``...+onnx-int8``).
 
 Artifacts (``models/artifacts``): ``model.json`` (labels, settings, training metadata),
 ``heads.safetensors``, optional ``lora.safetensors`` (encoder adapters), ``metrics.json``.
@@ -14,24 +17,40 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from models.config import PRECISION_ALIASES, ScorerConfig
+from models.cpu import cpu_has_bf16
 from models.data import EMOTION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
 from models.encoder import Encoder
+from models.export import ONNX_FILES, ensure_exported
 from models.heads import Heads
 from models.paths import ARTIFACTS_DIR
+from models.runtime import (
+    OnnxRuntime,
+    SentenceEncoder,
+    TorchRuntime,
+    cached_probe,
+    fastest,
+    onnxruntime_available,
+    probe_key,
+    probe_variants,
+)
 
-if TYPE_CHECKING:
-    from stream.config import Settings
+log = logging.getLogger(__name__)
 
 ARTIFACT_FILES = ("model.json", "heads.safetensors", "lora.safetensors")
+# Which reduced-precision variants passed validation against fp32 for these artifacts
+# (written by `swingdial models export --validate`; see models/runtime_check.py).
+RUNTIME_GATE = "runtime.json"
 
 # Used until an event file supplies its own topics: (id, description used for zero-shot).
 DEFAULT_TOPICS: list[tuple[str, str]] = [
@@ -162,11 +181,15 @@ class HFSentiment:
 
 
 class Scorer:
-    """Scores posts; thread-safe (the worker calls it from an executor thread)."""
+    """Scores posts; thread-safe (the worker calls it from an executor thread).
+
+    ``encoder`` is a :class:`models.runtime.SentenceEncoder` (any runtime) or a torch
+    :class:`Encoder` (wrapped in the torch fp32 runtime: training and evaluation code).
+    """
 
     def __init__(
         self,
-        encoder: Encoder,
+        encoder: SentenceEncoder | Encoder,
         heads: Heads,
         *,
         version: str,
@@ -174,22 +197,21 @@ class Scorer:
         topics: Sequence[tuple[str, str]] | None = None,
         cache_size: int = 50_000,
         sentiment_model: HFSentiment | None = None,
-        batch_size: int = 64,
-        bf16: bool = False,
+        chunk_size: int = 32,
     ) -> None:
+        if isinstance(encoder, Encoder):
+            encoder = SentenceEncoder.from_torch(TorchRuntime(encoder), encoder, chunk_size)
         self.encoder = encoder
-        self.bf16 = bf16
+        self.variant = encoder.runtime.variant
         self.heads = heads.eval()
         self.version = version
         self.targets = list(targets)
         self.cache_size = max(0, int(cache_size))
         self.sentiment_model = sentiment_model
-        self.batch_size = batch_size
         self.encoder_calls = 0  # texts sent through the encoder (tests and metrics use it)
-        self.cache_hits = 0
         self._cache: OrderedDict[str, dict] = OrderedDict()
         self._lock = threading.RLock()
-        self._target_emb = self._embed_raw(self.targets)
+        self._target_emb = self.encoder.encode(self.targets)
         self.set_topics(topics or DEFAULT_TOPICS)
 
     # --- configuration ---------------------------------------------------------------
@@ -199,19 +221,14 @@ class Scorer:
             topics = [(str(i), str(d)) for i, d in topics]
             self.topic_ids = [i for i, _ in topics if i != OTHER_TOPIC] + [OTHER_TOPIC]
             described = [(i, d or i) for i, d in topics if i != OTHER_TOPIC]
-            self._topic_emb = self._embed_raw([d for _, d in described])
+            self._topic_emb = self.encoder.encode([d for _, d in described])
             self._cache.clear()
 
     # --- scoring ---------------------------------------------------------------------
-    def _embed_raw(self, texts: Sequence[str]) -> np.ndarray:
-        # bf16 autocast: ~1.6x faster on CPUs with AVX512-BF16/AMX, 99% identical labels.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return self.encoder.encode(list(texts), batch_size=self.batch_size)
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Normalised post embeddings (counts as encoder calls)."""
+        """Normalised post embeddings, length-sorted chunks (counts as encoder calls)."""
         self.encoder_calls += len(texts)
-        return self._embed_raw(texts)
+        return self.encoder.encode(texts)
 
     def score_texts(self, texts: Sequence[str]) -> list[dict]:
         """Score every text; unique uncached texts go through the encoder once, in batches."""
@@ -232,7 +249,6 @@ class Scorer:
                 else:
                     item = self._cache[text]
                     self._cache.move_to_end(text)
-                    self.cache_hits += 1
                 out.append(copy.deepcopy(item))
             if self.cache_size:
                 for text, item in results.items():
@@ -241,18 +257,23 @@ class Scorer:
                     self._cache.popitem(last=False)
             return out
 
+    def probabilities(self, task: str, logits: torch.Tensor) -> np.ndarray:
+        """The one place logits become probabilities (``task``: sentiment, stance, emotion),
+        so a per-head calibration (e.g. a temperature) can hook in here."""
+        return torch.softmax(logits, -1).numpy()
+
     @torch.inference_mode()
     def _score_fresh(self, texts: list[str]) -> list[dict]:
         emb = self.embed(texts)
         t = torch.from_numpy(emb)
-        sent = torch.softmax(self.heads.sentiment(t), -1).numpy()
+        sent = self.probabilities("sentiment", self.heads.sentiment(t))
         if self.sentiment_model is not None:
             sent = self.sentiment_model(texts)
-        emo = torch.softmax(self.heads.emotion(t), -1).numpy()
+        emo = self.probabilities("emotion", self.heads.emotion(t))
         stance: list[np.ndarray] = []
         for j in range(len(self.targets)):
             g = torch.from_numpy(self._target_emb[j]).expand_as(t)
-            stance.append(torch.softmax(self.heads.stance_logits(t, g), -1).numpy())
+            stance.append(self.probabilities("stance", self.heads.stance_logits(t, g)))
         topic = self._topic_probs(emb)
         out = []
         for i in range(len(texts)):
@@ -292,6 +313,16 @@ def model_version(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> 
     return f"minilm-l6+{kind}-{date}-{artifacts_hash(directory)}"
 
 
+def load_heads(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> Heads:
+    """The task heads of an artifacts folder (all the scorer needs besides the encoder)."""
+    from safetensors.torch import load_file
+
+    meta = meta or read_meta(directory)
+    heads = Heads(hidden=int(meta.get("head_hidden", 256)))
+    heads.load_state_dict(load_file(str(directory / "heads.safetensors")))
+    return heads.eval()
+
+
 def load_model(
     directory: Path = ARTIFACTS_DIR, *, merge: bool = True
 ) -> tuple[Encoder, Heads, dict]:
@@ -313,14 +344,107 @@ def load_model(
         if merge:
             encoder.merge_lora()
     encoder.eval()
-    heads = Heads(dim=encoder.dim, hidden=int(meta.get("head_hidden", 256)))
-    heads.load_state_dict(load_file(str(directory / "heads.safetensors")))
-    heads.eval()
-    return encoder, heads, meta
+    return encoder, load_heads(directory, meta), meta
+
+
+def runtime_gate(directory: Path = ARTIFACTS_DIR) -> dict[str, Any]:
+    """The validation verdicts stored for exactly these artifacts (empty if none or stale)."""
+    path = directory / RUNTIME_GATE
+    try:
+        gate = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return gate if gate.get("artifacts_hash") == artifacts_hash(directory) else {}
+
+
+def allowed_variants(directory: Path = ARTIFACTS_DIR) -> list[str]:
+    """Variants 'auto' may pick: fp32 always; bf16 / int8 only where validation showed they
+    cost <= 0.5 point on every metric (the stored gate for these artifacts)."""
+    verdicts = runtime_gate(directory).get("variants", {})
+    passed = {v for v, r in verdicts.items() if r.get("ok")}
+    out = ["torch-fp32"]
+    if cpu_has_bf16() and "torch-bf16" in passed:
+        out.append("torch-bf16")
+    if onnxruntime_available():
+        out.append("onnx-fp32")
+        if "onnx-int8" in passed:
+            out.append("onnx-int8")
+    return out
+
+
+def export_folder(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> Path:
+    """Where the ONNX exports of these artifacts are cached (one folder per hash)."""
+    return Path(config.runtime_dir) / artifacts_hash(directory)
+
+
+def build_encoder(
+    variant: str, config: ScorerConfig, directory: Path = ARTIFACTS_DIR, meta: dict | None = None
+) -> SentenceEncoder:
+    """The sentence encoder on ``variant``'s runtime; ONNX files are exported on first use."""
+    meta = meta or read_meta(directory)
+    if variant.startswith("torch-"):
+        encoder, _heads, _meta = load_model(directory)
+        runtime = TorchRuntime(encoder, bf16=variant == "torch-bf16")
+        return SentenceEncoder.from_torch(runtime, encoder, config.chunk_size)
+    from transformers import AutoTokenizer
+
+    from models.encoder import _offline_env, base_model_dir
+
+    path = ensure_exported(
+        variant, export_folder(config, directory), lambda: load_model(directory)[0]
+    )
+    _offline_env()
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir()), local_files_only=True)
+    return SentenceEncoder(
+        OnnxRuntime(path, variant, threads=config.threads),
+        tokenizer,
+        max_length=int(meta.get("max_length", 64)),
+        chunk_size=config.chunk_size,
+    )
+
+
+def probe_file(config: ScorerConfig) -> Path:
+    return Path(config.runtime_dir) / "probe.json"
+
+
+def choose_variant(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> str:
+    """The variant ``config.precision`` names; for 'auto' the fastest allowed one on this
+    machine, timed once by a probe and cached per machine + artifacts + thread count."""
+    precision = PRECISION_ALIASES.get(config.precision, config.precision)
+    if precision.startswith("onnx-") and not onnxruntime_available():
+        log.warning("onnxruntime is not installed: scoring with torch fp32 instead")
+        return "torch-fp32"
+    if precision != "auto":
+        return precision
+    candidates = allowed_variants(directory)
+    if len(candidates) == 1:
+        return candidates[0]
+    results = cached_probe(
+        probe_file(config),
+        probe_key(artifacts_hash(directory), candidates, config.threads),
+        lambda: probe_variants(
+            {v: (lambda v=v: build_encoder(v, config, directory)) for v in candidates},
+            reference="torch-fp32",
+        ),
+    )
+    return fastest(results)
+
+
+def export_runtime(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> dict[str, Path]:
+    """Build every ONNX variant of these artifacts now (``swingdial models export``)."""
+    folder = export_folder(config, directory)
+    encoder: list[Encoder] = []
+
+    def load() -> Encoder:
+        if not encoder:
+            encoder.append(load_model(directory)[0])
+        return encoder[0]
+
+    return {v: ensure_exported(v, folder, load) for v in ONNX_FILES}
 
 
 def load_scorer(
-    settings: Settings | None = None,
+    config: ScorerConfig | Any = None,
     targets: Sequence[str] | None = None,
     topics: Sequence[tuple[str, str]] | None = None,
     *,
@@ -329,35 +453,35 @@ def load_scorer(
 ) -> Scorer:
     """Build the scorer from ``models/artifacts`` (or ``artifacts``), offline by default.
 
-    ``targets`` defaults to ``settings.targets``; ``topics`` to :data:`DEFAULT_TOPICS`.
-    With ``settings.hf_model`` set, sentiment comes from that Hugging Face classifier
-    (local files only unless ``settings.allow_hub_download``). ``precision`` "bf16" trades
-    ~1% label flips for ~1.6x speed (default: ``settings.score_precision`` if it exists,
-    else "fp32").
+    ``config`` is a :class:`ScorerConfig`, or any object with a ``scorer_config()`` method
+    (the stream side's settings). ``targets`` defaults to ``config.targets``; ``topics``
+    to :data:`DEFAULT_TOPICS`; ``precision`` overrides ``config.precision``. With
+    ``config.hf_model`` set, sentiment comes from that Hugging Face classifier (local files
+    only unless ``config.allow_hub_download``).
     """
-    if settings is None:
-        from stream.config import get_settings
-
-        settings = get_settings()
-    if settings.torch_threads > 0:
-        torch.set_num_threads(settings.torch_threads)
+    if config is None:
+        config = ScorerConfig()
+    elif not isinstance(config, ScorerConfig):
+        config = config.scorer_config()
+    if precision is not None:
+        config = ScorerConfig(**{**config.__dict__, "precision": precision})
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
     directory = Path(artifacts or ARTIFACTS_DIR)
-    encoder, heads, meta = load_model(directory)
-    version = model_version(directory, meta)
+    meta = read_meta(directory)
+    variant = choose_variant(config, directory)
+    encoder = build_encoder(variant, config, directory, meta)
+    version = f"{model_version(directory, meta)}+{encoder.runtime.variant}"
     sentiment_model = None
-    if settings.hf_model:
-        sentiment_model = HFSentiment(settings.hf_model, allow_download=settings.allow_hub_download)
-        version += f"+hf:{Path(settings.hf_model).name}"
-    bf16 = (precision or settings.resolved_precision()) == "bf16"
-    if bf16:  # outputs differ slightly from fp32, so rows must say which produced them
-        version += "+bf16"
+    if config.hf_model:
+        sentiment_model = HFSentiment(config.hf_model, allow_download=config.allow_hub_download)
+        version += f"+hf:{Path(config.hf_model).name}"
     return Scorer(
         encoder,
-        heads,
+        load_heads(directory, meta),
         version=version,
-        targets=list(targets if targets is not None else settings.targets),
+        targets=list(targets if targets is not None else config.targets),
         topics=topics,
-        cache_size=settings.score_cache_size,
+        cache_size=config.cache_size,
         sentiment_model=sentiment_model,
-        bf16=bf16,
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from models.config import PRECISIONS
 from stream.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ def models_group() -> None:
       swingdial models train --method frozen # heads on the frozen encoder (~2 min)
       swingdial models eval                  # metrics -> models/artifacts/metrics.json
       swingdial models bench --batch 64
+      swingdial models export --validate     # ONNX fp32 + int8 encoders, int8 checked
     """
 
 
@@ -308,24 +311,105 @@ def eval_command(
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="Artifacts folder (default: models/artifacts).",
 )
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    default=None,
+    help="Runtime/precision (default: settings' score_precision).",
+)
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Every runtime on real tweets (sentiment val): batch 64 and 256, sorted and "
+    "unsorted, label agreement with torch fp32.",
+)
+@click.option("--posts", default=2000, show_default=True, help="--compare: tweets to score.")
+@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
 def bench_command(
-    batch: int, batches: int, artifacts: Path | None, precision: str, threads: int | None
+    batch: int,
+    batches: int,
+    artifacts: Path | None,
+    precision: str | None,
+    threads: int | None,
+    compare: bool,
+    posts: int,
+    data: Path | None,
 ) -> None:
     """Model-only throughput: posts/s, p50/p95 batch latency, peak RSS (cache disabled).
 
     \b
     Examples:
       swingdial models bench
-      swingdial models bench --batch 64 --batches 20 --threads 2 --precision bf16
+      swingdial models bench --batch 64 --batches 20 --threads 2 --precision int8
+      swingdial models bench --compare --threads 2
     """
-    from models.bench import format_result, run_bench
+    from models import bench
 
-    result = run_bench(
-        batch=batch, batches=batches, artifacts=artifacts, precision=precision, threads=threads
+    settings = get_settings()
+    config = settings.scorer_config()
+    if threads:
+        config = replace(config, threads=threads)
+    if compare:
+        from models.data import load_labelled
+
+        texts, _ = load_labelled(_data_root(data), "sentiment", "val")
+        bench.compare(texts[:posts], config=config, artifacts=artifacts, echo=click.echo)
+        return
+    result = bench.run_bench(
+        batch=batch,
+        batches=batches,
+        artifacts=artifacts,
+        precision=precision or config.precision,
+        threads=threads,
+        config=config,
     )
-    click.echo(format_result(result))
+    click.echo(bench.format_result(result))
+
+
+@models_group.command("export")
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Artifacts folder (default: models/artifacts).",
+)
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="Also compare the int8 encoder with fp32 on the validation data and store the "
+    "verdict (<artifacts>/runtime.json) that lets precision 'auto' use it.",
+)
+@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+def export_command(artifacts: Path | None, validate: bool, data: Path | None) -> None:
+    """Export the encoder (LoRA merged, pooling and normalisation inside) to ONNX fp32
+    and int8, into the runtime cache (score_runtime_dir/<artifacts hash>/).
+
+    The scorer also exports on first use; run this to pay that cost ahead of time.
+
+    \b
+    Examples:
+      swingdial models export
+      swingdial models export --validate
+    """
+    from models.paths import ARTIFACTS_DIR
+    from models.scorer import export_runtime
+
+    settings = get_settings()
+    config = settings.scorer_config()
+    directory = Path(artifacts or ARTIFACTS_DIR)
+    for variant, path in export_runtime(config, directory).items():
+        click.echo(f"{variant}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if validate:
+        from models.runtime_check import validate as check
+        from models.runtime_check import write_gate
+
+        result = check(["onnx-fp32", "onnx-int8"], config, _data_root(data), directory)
+        for variant, row in result["variants"].items():
+            verdict = "allowed" if row["ok"] else "not allowed"
+            click.echo(f"{variant}: worst drop {row['worst_drop_points']:+.2f} points ({verdict})")
+            for metric, drop in row["drops_points"].items():
+                click.echo(f"  {metric:<40} {row['metrics'][metric]:.4f}  drop {drop:+.2f}")
+        click.echo(f"verdicts written to {write_gate(result, directory)}")
 
 
 @models_group.command("promote")

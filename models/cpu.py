@@ -1,0 +1,36 @@
+"""What this CPU is: the flags precision choices look at and a key for per-machine caches.
+
+Kept free of torch and onnxruntime so the CLI and settings can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX. Says the ops exist, not that they are fast: without AMX, torch
+    bf16 autocast measured slower than fp32 (docs/benchmarks.md), so scoring precision is
+    chosen by a timed probe, not by this flag; training uses it for its autocast."""
+    flags = _cpuinfo()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def machine_key() -> str:
+    """Short id of the CPU model, its flags and the cores available (probe cache key)."""
+    info = _cpuinfo()
+    model = next((ln.split(":", 1)[1] for ln in info.splitlines() if "model name" in ln), "")
+    flags = next((ln.split(":", 1)[1] for ln in info.splitlines() if ln.startswith("flags")), "")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"{platform.machine()}|{model.strip()}|{' '.join(sorted(flags.split()))}|{cores}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

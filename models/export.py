@@ -1,0 +1,91 @@
+"""Export the trained encoder to ONNX (fp32 and int8), built on demand and cached.
+
+The graph holds the whole sentence encoder as the scorer uses it: MiniLM with the LoRA
+adapters merged, mean pooling over the attention mask and L2 normalisation, so its output
+is the embedding the heads read (``models.encoder.Encoder.forward``). The files (~90 MB
+fp32, ~23 MB int8) never go into the repository: they live under
+``<runtime_dir>/<artifacts hash>/`` and are rebuilt from the package weights whenever the
+artifacts change.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from models.encoder import Encoder
+
+ONNX_FILES = {"onnx-fp32": "encoder-fp32.onnx", "onnx-int8": "encoder-int8.onnx"}
+OPSET = 17
+
+
+def export_fp32(encoder: Encoder, out: Path) -> Path:
+    """Trace the encoder (LoRA merged) + pooling + normalisation to ``out`` (dynamic
+    batch and length)."""
+    encoder.eval()
+    encoder.model.config._attn_implementation = "eager"  # plain ops ONNX Runtime can fuse
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.encoder({"input_ids": input_ids, "attention_mask": attention_mask})
+
+    batch = encoder.tokenize(["an example post to trace", "and a second, longer one to pad"])
+    with torch.no_grad():
+        torch.onnx.export(
+            Pooled().eval(),
+            (batch["input_ids"], batch["attention_mask"]),
+            str(out),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "embedding": {0: "batch"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return out
+
+
+def quantize_int8(fp32: Path, out: Path) -> Path:
+    """ONNX Runtime dynamic quantization: int8 per-channel weights of every MatMul,
+    activations quantized per batch at run time (no calibration data needed)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32),
+        str(out),
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+    )
+    return out
+
+
+def ensure_exported(variant: str, folder: Path, load_encoder: Callable[[], Encoder]) -> Path:
+    """Path of the ONNX file for ``variant`` in ``folder`` (one folder per artifacts hash),
+    exporting (and quantizing) it on first use from ``load_encoder()``.
+
+    Files are written under a temporary name and renamed, so concurrent workers never read
+    a half-written model.
+    """
+    target = folder / ONNX_FILES[variant]
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = folder / ONNX_FILES["onnx-fp32"]
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        if not fp32.exists():
+            os.replace(export_fp32(load_encoder(), Path(tmp) / "fp32.onnx"), fp32)
+        if variant == "onnx-int8":
+            os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx"), target)
+    return target

@@ -1,0 +1,227 @@
+"""Inference runtimes for the sentence encoder: torch (fp32 / bf16 autocast) and ONNX
+Runtime (fp32 / int8), behind one small interface, plus the probe that picks one per machine.
+
+Every runtime takes token ids + attention mask and returns the normalised sentence
+embeddings; :func:`embed_sorted` feeds it a batch sorted by token length in chunks (each
+chunk padded only to its own longest text) and restores the input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from models.cpu import machine_key
+
+
+class EncoderRuntime(Protocol):
+    """Token ids + mask (int64, [batch, tokens]) -> float32 embeddings [batch, dim]."""
+
+    variant: str
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+class TorchRuntime:
+    """The training encoder itself (LoRA merged), fp32 or under bf16 autocast."""
+
+    def __init__(self, encoder, *, bf16: bool = False) -> None:  # encoder: models.encoder.Encoder
+        self.encoder = encoder.eval()
+        self.bf16 = bf16
+        self.variant = "torch-bf16" if bf16 else "torch-fp32"
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        batch = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+        }
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16),
+        ):
+            return self.encoder(batch).float().numpy()
+
+
+class OnnxRuntime:
+    """An exported encoder (see :mod:`models.export`) in an ONNX Runtime CPU session."""
+
+    def __init__(self, path: Path, variant: str, *, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = max(0, threads)
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.variant = variant
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        return self.session.run(None, feeds)[0]
+
+
+def tokenize_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated, unpadded (padding happens per chunk)."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+
+
+def pad_chunk(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded int64 ids and mask, as wide as the chunk's longest text."""
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+def embed_sorted(
+    runtime: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ids: Sequence[Sequence[int]],
+    *,
+    chunk_size: int,
+    dim: int,
+    pad_id: int = 0,
+    sort: bool = True,
+) -> np.ndarray:
+    """Embed token-id lists in chunks of ``chunk_size``; sorted by length first (less
+    padding), outputs returned in the input order."""
+    out = np.empty((len(ids), dim), dtype=np.float32)
+    if not ids:
+        return out
+    order = np.argsort([len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
+    for start in range(0, len(order), chunk_size):
+        idx = order[start : start + chunk_size]
+        out[idx] = runtime(*pad_chunk([ids[i] for i in idx], pad_id))
+    return out
+
+
+@dataclass
+class SentenceEncoder:
+    """Texts -> embeddings: the tokenizer, the padding rule and one runtime."""
+
+    runtime: EncoderRuntime
+    tokenizer: Any
+    max_length: int
+    dim: int = 384
+    chunk_size: int = 32
+    sort_by_length: bool = True  # off only to measure what sorting buys (models.bench)
+
+    @classmethod
+    def from_torch(cls, runtime: EncoderRuntime, encoder, chunk_size: int = 32):
+        """Around a torch :class:`models.encoder.Encoder` (its tokenizer and length)."""
+        return cls(runtime, encoder.tokenizer, encoder.max_length, encoder.dim, chunk_size)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalised embeddings in the input order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ids = tokenize_ids(self.tokenizer, texts, self.max_length)
+        pad = int(self.tokenizer.pad_token_id or 0)
+        return embed_sorted(
+            self.runtime,
+            ids,
+            chunk_size=self.chunk_size,
+            dim=self.dim,
+            pad_id=pad,
+            sort=self.sort_by_length,
+        )
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- the probe: which allowed variant is fastest on this machine -------------------------
+
+PROBE_TEXTS = 256
+_PROBE_VOCAB = (
+    "the debate tonight he she said economy prices border crime court judge vote poll "
+    "election rally lol wow great terrible liar honest plan jobs taxes war china ukraine "
+    "stream down again lag #debate @user really think why never always best worst ever "
+    "america people president senator trump harris musk biden crowd laugh angry happy"
+)
+
+
+def probe_texts(n: int = PROBE_TEXTS, seed: int = 0) -> list[str]:
+    """Distinct tweet-like texts of 8-40 words (stable across runs: the probe's input)."""
+    words = _PROBE_VOCAB.split()
+    rng = np.random.default_rng(seed)
+    return [f"{i} " + " ".join(rng.choice(words, int(rng.integers(8, 40)))) for i in range(n)]
+
+
+def time_encoder(encoder: SentenceEncoder, texts: Sequence[str], repeats: int = 2) -> float:
+    """Posts/s of ``encoder`` on ``texts`` (best of ``repeats`` after one warm-up chunk)."""
+    encoder.encode(texts[: encoder.chunk_size])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode(texts)
+        best = min(best, time.perf_counter() - start)
+    return len(texts) / best
+
+
+def probe_variants(
+    builders: dict[str, Callable[[], SentenceEncoder]], reference: str, min_cosine: float = 0.95
+) -> dict[str, dict[str, float]]:
+    """Time every candidate on :func:`probe_texts`; a candidate whose embeddings drift from
+    the ``reference`` variant's (min cosine below ``min_cosine``: a broken export) is
+    marked unusable."""
+    texts = probe_texts()
+    ref: np.ndarray | None = None
+    out: dict[str, dict[str, float]] = {}
+    for variant in [reference, *[v for v in builders if v != reference]]:
+        encoder = builders[variant]()
+        emb = encoder.encode(texts)
+        ref = emb if ref is None else ref
+        cosine = float(np.min(np.sum(emb * ref, axis=1)))
+        out[variant] = {
+            "posts_per_s": round(time_encoder(encoder, texts), 1),
+            "min_cosine": round(cosine, 4),
+            "usable": cosine >= min_cosine,
+        }
+        del encoder
+    return out
+
+
+def fastest(results: dict[str, dict[str, float]]) -> str:
+    usable = {v: r["posts_per_s"] for v, r in results.items() if r["usable"]}
+    return max(usable, key=usable.__getitem__)
+
+
+def probe_key(artifacts_hash: str, candidates: Sequence[str], threads: int) -> str:
+    """Cache key: this machine, these artifacts, these candidates, this thread count."""
+    return f"{machine_key()}|{artifacts_hash}|{','.join(sorted(candidates))}|t{threads}"
+
+
+def cached_probe(
+    cache_file: Path, key: str, run: Callable[[], dict[str, dict[str, float]]]
+) -> dict[str, dict[str, float]]:
+    """The probe result stored under ``key`` in ``cache_file``, or ``run()`` stored there."""
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]["results"]
+    results = run()
+    cache[key] = {"results": results, "chosen": fastest(results), "at": time.time()}
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(cache, indent=2) + "\n")
+    os.replace(tmp, cache_file)
+    return results
