@@ -20,6 +20,7 @@ from tests.fixtures_db import (
     SPARSE_MINUTES,
     START,
     build_test_db,
+    stance_db,
 )
 
 MIN_POSTS = 5
@@ -238,3 +239,84 @@ def test_same_answers_through_query_client(db: Path, q: views.Query) -> None:
     assert client.last_route == "direct"
     assert views.markers(client.sql, f)["id"].tolist() == views.markers(q, f)["id"].tolist()
     assert EVENT_ID
+
+
+# --------------------------------------------------------------------------- v_minute_approval
+
+
+def approval_rows(db_path: Path) -> pd.DataFrame:
+    connection = duckdb.connect(str(db_path), read_only=True)
+    try:
+        return connection.execute(
+            "SELECT * FROM v_minute_approval ORDER BY run_id, minute, cohort, target"
+        ).df()
+    finally:
+        connection.close()
+
+
+def test_approval_view_known_rows(tmp_path: Path) -> None:
+    """Known answers: crisp labels give the textbook Wilson interval; 'none' posts drop out."""
+    rows = [  # 8 favor, 2 against, 5 none for Trump among moderates at minute 0
+        *[("r", f"f{i}", "Donald Trump", 0, "moderate", "favor", 1.0, 0.0, 0.0) for i in range(8)],
+        *[
+            ("r", f"a{i}", "Donald Trump", 0, "moderate", "against", 0.0, 1.0, 0.0)
+            for i in range(2)
+        ],
+        *[("r", f"n{i}", "Donald Trump", 0, "moderate", "none", 0.3, 0.1, 0.6) for i in range(5)],
+        # probability-weighted: favor 0.6/0.2 and against 0.1/0.7 -> (0.7 - 0.9) / 1.6
+        ("r", "w1", "Donald Trump", 1, "moderate", "favor", 0.6, 0.2, 0.2),
+        ("r", "w2", "Donald Trump", 1, "moderate", "against", 0.1, 0.7, 0.2),
+        # only no-stance posts: counted in n_posts, no approval
+        ("r", "z1", "Elon Musk", 0, "lean_left", "none", 0.2, 0.1, 0.7),
+    ]
+    got = approval_rows(stance_db(tmp_path / "a.duckdb", rows)).set_index(["minute", "target"])
+    crisp = got.loc[(minute(0), "Donald Trump")]
+    assert (crisp["n_posts"], crisp["n_stance"]) == (15, 10)
+    assert crisp["approval"] == pytest.approx(0.6)  # (8 - 2) / 10
+    # Wilson 95% for 8 of 10: 0.4902 .. 0.9433 (textbook value), as approval 2p - 1
+    assert crisp["lo"] == pytest.approx(2 * 0.4902 - 1, abs=2e-4)
+    assert crisp["hi"] == pytest.approx(2 * 0.9433 - 1, abs=2e-4)
+    weighted = got.loc[(minute(1), "Donald Trump")]
+    assert weighted["n_stance"] == 2
+    assert weighted["approval"] == pytest.approx((0.7 - 0.9) / 1.6, abs=1e-6)
+    assert -1 <= weighted["lo"] < weighted["approval"] < weighted["hi"] <= 1
+    silent = got.loc[(minute(0), "Elon Musk")]
+    assert (silent["n_posts"], silent["n_stance"]) == (1, 0)
+    assert pd.isna(silent["approval"]) and pd.isna(silent["lo"]) and pd.isna(silent["hi"])
+
+
+def test_approval_view_interval_narrows_and_stays_in_range(tmp_path: Path) -> None:
+    rows = []
+    for offset, n in ((0, 4), (1, 400)):  # same 3:1 split, 100x the posts
+        for i in range(n):
+            label = "favor" if i % 4 else "against"
+            pf, pa_ = (0.9, 0.05) if label == "favor" else (0.05, 0.9)
+            rows.append(
+                ("r", f"p{offset}-{i}", "Kamala Harris", offset, "lean_left", label, pf, pa_, 0.05)
+            )
+    rows.append(("r", "all-favor", "Kamala Harris", 2, "lean_left", "favor", 1.0, 0.0, 0.0))
+    got = approval_rows(stance_db(tmp_path / "b.duckdb", rows)).set_index("minute")
+    small, big, one = got.loc[minute(0)], got.loc[minute(1)], got.loc[minute(2)]
+    assert small["approval"] == pytest.approx(big["approval"], abs=1e-6)
+    assert big["hi"] - big["lo"] < (small["hi"] - small["lo"]) / 5
+    assert one["approval"] == pytest.approx(1.0) and one["hi"] == pytest.approx(1.0)
+    assert one["lo"] < 0  # one post proves little
+    assert (got["lo"] >= -1 - 1e-9).all() and (got["hi"] <= 1 + 1e-9).all()
+
+
+def test_approval_view_matches_pandas_on_fixture(con: duckdb.DuckDBPyConnection) -> None:
+    view = raw(con, "SELECT * FROM v_minute_approval WHERE run_id = ?", [LIVE_RUN])
+    st = raw(con, "SELECT * FROM stances WHERE run_id = ?", [LIVE_RUN])
+    taking = st[st["label"] != "none"]
+    sums = taking.groupby(["minute", "cohort", "target"])[["p_favor", "p_against"]].sum()
+    expected = (sums["p_favor"] - sums["p_against"]) / (sums["p_favor"] + sums["p_against"])
+    merged = view.set_index(["minute", "cohort", "target"]).join(expected.rename("pandas"))
+    assert len(view) == st.groupby(["minute", "cohort", "target"]).ngroups
+    both = merged.dropna(subset=["approval"])
+    assert len(both) > 100
+    assert (both["approval"] - both["pandas"]).abs().max() < 1e-5
+    assert (both["lo"] <= both["approval"] + 1e-9).all()
+    assert (both["approval"] <= both["hi"] + 1e-9).all()
+    # the fixture's story: lean_right approves of Trump, lean_left does not
+    trump = both.xs("Donald Trump", level="target").groupby("cohort")["approval"].mean()
+    assert trump["lean_right"] > 0.3 and trump["lean_left"] < -0.3
