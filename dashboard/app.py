@@ -20,8 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from dashboard import charts, data
-from stream import spikes, views
+from dashboard import charts, data, queries, spikes
 from stream.config import get_settings
 
 ALL = "(all)"
@@ -70,7 +69,7 @@ def _source(db: str) -> data.Source:
     return source
 
 
-def make_query(db: str, finished: bool = False) -> views.Query:
+def make_query(db: str, finished: bool = False) -> queries.Query:
     """Cached reads: one refresh period, or ``REPLAY_CACHE_S`` for a finished run."""
     cached = _cached_finished if finished else _cached
 
@@ -93,7 +92,7 @@ def waiting(problem: str) -> None:
     @st.fragment(run_every=settings.dashboard_refresh_s)
     def poll() -> None:
         source = _source(str(settings.db_path))
-        if source.query is not None and not views.runs(source.query).empty:
+        if source.query is not None and not queries.runs(source.query).empty:
             st.rerun(scope="app")
 
     poll()
@@ -113,7 +112,7 @@ def naive(value: object) -> datetime:
 # --------------------------------------------------------------------------- sidebar
 
 
-def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
+def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
     """All the page's choices (kept in session state by their widget keys)."""
     sb = st.sidebar
     sb.header("swingdial")
@@ -180,8 +179,8 @@ def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
         format_func=charts.COHORT_LABELS.get,
         key="cohorts",
     )
-    target = sb.selectbox("Target", [ALL, *views.targets(query, run_id)], key="target")
-    topic = sb.selectbox("Topic", [ALL, *views.topics(query, run_id)], key="topic")
+    target = sb.selectbox("Target", [ALL, *queries.targets(query, run_id)], key="target")
+    topic = sb.selectbox("Topic", [ALL, *queries.topics(query, run_id)], key="topic")
     return {
         "run_id": run_id,
         "run": run,
@@ -199,7 +198,7 @@ def sidebar(query: views.Query, runs: pd.DataFrame) -> dict:
 # --------------------------------------------------------------------------- sections
 
 
-def spike_table(query: views.Query, f: views.Filters, lines: pd.DataFrame) -> pd.DataFrame:
+def spike_table(query: queries.Query, f: queries.Filters, lines: pd.DataFrame) -> pd.DataFrame:
     """Spikes in the window, the strongest with their drivers."""
     found = spikes.detect(lines, spikes.SpikeParams(min_posts=settings.min_posts_per_point))
     if found.empty:
@@ -213,14 +212,14 @@ def spike_table(query: views.Query, f: views.Filters, lines: pd.DataFrame) -> pd
             continue
         cohorts = f.cohorts if spike.cohort == "all" else (spike.cohort,)
         scope = f.with_(cohorts=cohorts, start=None, end=None)
-        window = views.posts(
+        window = queries.posts(
             query, scope, ts(spike.peak_minute), limit=SPIKE_SAMPLE_POSTS, sample=True
         )
         before = scope.with_(
             start=ts(spike.minute) - timedelta(minutes=params.baseline_min),
             end=ts(spike.minute) - timedelta(minutes=1),
         )
-        baseline = views.posts(query, before, limit=BASELINE_SAMPLE_POSTS, sample=True)
+        baseline = queries.posts(query, before, limit=BASELINE_SAMPLE_POSTS, sample=True)
         found_drivers = spikes.drivers(window, baseline, kind=spike.kind)
         summaries.append(found_drivers.summary())
         samples.append(" / ".join(found_drivers.samples[:2]))
@@ -228,8 +227,8 @@ def spike_table(query: views.Query, f: views.Filters, lines: pd.DataFrame) -> pd
 
 
 def drilldown(
-    query: views.Query,
-    f: views.Filters,
+    query: queries.Query,
+    f: queries.Filters,
     clicked: pd.Timestamp | None,
     default: pd.Timestamp | None,
 ) -> None:
@@ -239,7 +238,7 @@ def drilldown(
     there is a new one, and otherwise stays where the analyst put it.
     """
     st.subheader("Drill-down: the posts behind a minute")
-    minutes = views.minutes_with_posts(query, f)
+    minutes = queries.minutes_with_posts(query, f)
     if not minutes:
         st.caption("No posts in this window.")
         return
@@ -259,7 +258,7 @@ def drilldown(
         "Sentiment", [ALL, "negative", "neutral", "positive"], key="drill_sentiment"
     )
     target = c4.selectbox(
-        "Stance target", [NONE, *views.targets(query, f.run_id)], key="drill_target"
+        "Stance target", [NONE, *queries.targets(query, f.run_id)], key="drill_target"
     )
     stance = c5.selectbox(
         "Stance",
@@ -269,7 +268,7 @@ def drilldown(
     )
     minute = minutes[labels.index(label)]
     scope = f if cohort == ALL else f.with_(cohorts=(cohort,))
-    rows = views.posts(
+    rows = queries.posts(
         query,
         scope,
         minute,
@@ -308,9 +307,9 @@ def ago(age: timedelta) -> str:
     return f"{seconds / 86400:,.0f} days ago"
 
 
-def health_panel(query: views.Query, run_id: str) -> None:
+def health_panel(query: queries.Query, run_id: str) -> None:
     """Is the pipeline keeping up?"""
-    h = views.health(query, run_id, HEALTH_WINDOW_MIN)
+    h = queries.health(query, run_id, HEALTH_WINDOW_MIN)
     lat = h.latency
     c1, c2, c3, c4 = st.columns(4)
     rate = float(h.ingest["posts"].mean()) if not h.ingest.empty else 0.0
@@ -405,12 +404,12 @@ def annotation_form(run: pd.Series, run_id: str, minutes: list[pd.Timestamp]) ->
 # --------------------------------------------------------------------------- page
 
 
-def page(query: views.Query, choice: dict) -> None:
+def page(query: queries.Query, choice: dict) -> None:
     """Everything right of the sidebar (re-run alone every refresh period in live mode)."""
     run_id, run = choice["run_id"], choice["run"]
     start, end = choice["window"]
     if choice["mode"] == "live":  # follow the newest minute on every refresh
-        fresh = views.runs(query).set_index("run_id")
+        fresh = queries.runs(query).set_index("run_id")
         if run_id in fresh.index and not pd.isna(fresh.loc[run_id, "last_minute"]):
             end = naive(fresh.loc[run_id, "last_minute"])
             start = max(
@@ -432,7 +431,7 @@ def page(query: views.Query, choice: dict) -> None:
     domain = (start, end)  # the axis keeps the whole window; replay fills it up to the playhead
     if playhead is not None and playhead >= end:
         playhead = None  # at the end there is nothing to mark
-    f = views.Filters(
+    f = queries.Filters(
         run_id,
         start=ts(start),
         end=ts(shown_end),
@@ -441,8 +440,8 @@ def page(query: views.Query, choice: dict) -> None:
         targets=() if choice["target"] is None else (choice["target"],),
     )
     min_n = settings.min_posts_per_point
-    lines = views.cohort_lines(query, f, min_n)
-    marks = views.markers(query, f)
+    lines = queries.cohort_lines(query, f, min_n)
+    marks = queries.markers(query, f)
     if lines.empty:
         st.info("No posts match these filters in this window.")
         return
@@ -478,7 +477,7 @@ def page(query: views.Query, choice: dict) -> None:
         left, right = st.columns(2)
         with left:
             event = st.altair_chart(dial, width="stretch", on_select="rerun", key="dial")
-        other_lines = views.cohort_lines(query, other, min_n)
+        other_lines = queries.cohort_lines(query, other, min_n)
         with right:
             if other_lines.empty:
                 st.info(f"Run {choice['compare']} has no posts in this window.")
@@ -486,7 +485,7 @@ def page(query: views.Query, choice: dict) -> None:
                 st.altair_chart(
                     charts.dial_chart(
                         other_lines,
-                        views.markers(query, other),
+                        queries.markers(query, other),
                         title=f"Compared: {choice['compare']}",
                         selectable=False,
                         playhead=playhead,
@@ -508,7 +507,7 @@ def page(query: views.Query, choice: dict) -> None:
         "and annotations (orange). Click a point to drill down."
     )
 
-    stances = views.stance_lines(query, f, min_n)
+    stances = queries.stance_lines(query, f, min_n)
     targets_shown = sorted(stances["target"].unique()) if not stances.empty else []
     if targets_shown:
         st.subheader("Stance by target")
@@ -519,7 +518,9 @@ def page(query: views.Query, choice: dict) -> None:
                 charts.stance_chart(stances, target, marks, playhead, domain), width="stretch"
             )
 
-    st.altair_chart(charts.volume_chart(views.volume(query, f), playhead, domain), width="stretch")
+    st.altair_chart(
+        charts.volume_chart(queries.volume(query, f), playhead, domain), width="stretch"
+    )
 
     st.subheader("Spikes")
     table = spike_table(query, f, lines)
@@ -553,7 +554,7 @@ def page(query: views.Query, choice: dict) -> None:
 
     st.subheader("Export and annotate")
     exports(dial, lines, run_id)
-    annotation_form(run, run_id, views.minutes_with_posts(query, f))
+    annotation_form(run, run_id, queries.minutes_with_posts(query, f))
 
 
 def main() -> None:
@@ -562,7 +563,7 @@ def main() -> None:
     if source.query is None:
         waiting(source.problem or "")
     query = make_query(db)
-    runs = views.runs(query)
+    runs = queries.runs(query)
     if runs.empty or runs["posts"].fillna(0).sum() == 0:
         waiting(f"The database at `{db}` has no scored posts yet.")
     choice = sidebar(query, runs)

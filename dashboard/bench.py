@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from stream import spikes, views
+from dashboard import queries, spikes
 from stream.config import Settings, get_settings
 from stream.query import QueryClient
 
@@ -64,12 +64,12 @@ def run(minutes: int, pps: float, repeats: int, rebuild: bool) -> pd.DataFrame:
     settings = get_settings()
     path = bench_db(settings, minutes, pps, rebuild)
     con = duckdb.connect(str(path), read_only=True)
-    conn_query = views.from_connection(con)
+    conn_query = queries.from_connection(con)
     direct = QueryClient(settings.model_copy(update={"duckdb_path": path}), mode="direct")
-    run_id = views.runs(conn_query).sort_values("posts").iloc[-1]["run_id"]
-    posts = int(views.runs(conn_query)["posts"].sum())
-    first = views.runs(conn_query).set_index("run_id").loc[run_id, "first_minute"]
-    whole = views.Filters(
+    run_id = queries.runs(conn_query).sort_values("posts").iloc[-1]["run_id"]
+    posts = int(queries.runs(conn_query)["posts"].sum())
+    first = queries.runs(conn_query).set_index("run_id").loc[run_id, "first_minute"]
+    whole = queries.Filters(
         run_id,
         start=first,
         end=first + pd.Timedelta(minutes=minutes - 1),
@@ -79,10 +79,10 @@ def run(minutes: int, pps: float, repeats: int, rebuild: bool) -> pd.DataFrame:
     min_n = settings.min_posts_per_point
     rows = []
     for label, f in (("whole run", whole), ("last 60 min", last_hour)):
-        queries = views.page_queries(f, min_n)
-        by_con = views.time_queries(conn_query, queries, repeats)
-        by_client = views.time_queries(direct.sql, queries, repeats)
-        for name in queries:
+        page = queries.page_queries(f, min_n)
+        by_con = queries.time_queries(conn_query, page, repeats)
+        by_client = queries.time_queries(direct.sql, page, repeats)
+        for name in page:
             rows.append(
                 {
                     "window": label,
@@ -91,7 +91,7 @@ def run(minutes: int, pps: float, repeats: int, rebuild: bool) -> pd.DataFrame:
                     "client_direct_ms": by_client[name] * 1000,
                 }
             )
-        lines = views.cohort_lines(conn_query, f, min_n)
+        lines = queries.cohort_lines(conn_query, f, min_n)
         found = spikes.detect(lines)
         rows.append(
             {
@@ -104,14 +104,16 @@ def run(minutes: int, pps: float, repeats: int, rebuild: bool) -> pd.DataFrame:
         if not found.empty:
             top = found.iloc[0]
 
-            def drivers(top: pd.Series = top, f: views.Filters = f) -> None:
+            def drivers(top: pd.Series = top, f: queries.Filters = f) -> None:
                 scope = f.with_(start=None, end=None)
-                window = views.posts(conn_query, scope, top["peak_minute"], limit=2000, sample=True)
+                window = queries.posts(
+                    conn_query, scope, top["peak_minute"], limit=2000, sample=True
+                )
                 before = scope.with_(
                     start=top["minute"] - pd.Timedelta(minutes=15),
                     end=top["minute"] - pd.Timedelta(minutes=1),
                 )
-                base = views.posts(conn_query, before, limit=4000, sample=True)
+                base = queries.posts(conn_query, before, limit=4000, sample=True)
                 spikes.drivers(window, base, kind=top["kind"])
 
             rows.append(

@@ -11,9 +11,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from dashboard.queries import Query
 from stream.config import Settings
 from stream.schema import Annotation
-from stream.views import Query
 
 KAFKA_TIMEOUT_S = 4.0  # an analyst waits this long at most for "saved" / "Kafka unreachable"
 

@@ -173,14 +173,51 @@ CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 
 # Stable read API for the dashboard and ad-hoc SQL (documented in docs/schema.md).
 # ci_* is a normal-approximation 95% interval of the mean (NULL below two posts).
-VIEWS_SQL = """
+Z95 = 1.959964  # two-sided 95% normal quantile: every interval in views and dashboard uses it
+
+# The approval dial (issue 12): among posts whose stance label toward the target is favor or
+# against, approval = (sum p_favor - sum p_against) / (sum p_favor + sum p_against), in
+# [-1, 1] (the dashboard shows 50 * (1 + approval), 0-100). lo/hi: Wilson 95% interval of the
+# favor share f = sum p_favor / (sum p_favor + sum p_against) with n = n_stance, mapped by
+# 2f - 1. Posts labelled 'none' are left out: they say nothing about the target and would
+# pull every cohort toward 0 (docs/schema.md, v_minute_approval).
+APPROVAL_SQL = f"""
+CREATE OR REPLACE VIEW v_minute_approval AS
+WITH agg AS (
+    SELECT run_id, minute, cohort, target,
+           count(*)                                         AS n_posts,
+           count(*) FILTER (WHERE label <> 'none')          AS n_stance,
+           sum(p_favor) FILTER (WHERE label <> 'none')      AS sum_favor,
+           sum(p_against) FILTER (WHERE label <> 'none')    AS sum_against
+    FROM stances
+    GROUP BY run_id, minute, cohort, target
+), shares AS (
+    SELECT *,
+           CASE WHEN n_stance > 0 AND sum_favor + sum_against > 0
+                THEN sum_favor / (sum_favor + sum_against) END AS f,
+           {Z95 * Z95} / n_stance AS zz_n
+    FROM agg
+)
+SELECT run_id, minute, cohort, target, n_posts, n_stance,
+       2 * f - 1 AS approval,
+       2 * ((f + zz_n / 2) / (1 + zz_n)
+            - {Z95} / (1 + zz_n) * sqrt(f * (1 - f) / n_stance + zz_n / (4 * n_stance))) - 1
+           AS lo,
+       2 * ((f + zz_n / 2) / (1 + zz_n)
+            + {Z95} / (1 + zz_n) * sqrt(f * (1 - f) / n_stance + zz_n / (4 * n_stance))) - 1
+           AS hi
+FROM shares;
+"""
+
+VIEWS_SQL = (
+    f"""
 CREATE OR REPLACE VIEW v_minute_cohort AS
 SELECT run_id, minute, cohort,
        count(*)                                                  AS posts,
        avg(net_sentiment)                                        AS net_sentiment,
        stddev_samp(net_sentiment)                                AS stddev,
-       avg(net_sentiment) - 1.96 * stddev_samp(net_sentiment) / sqrt(count(*)) AS ci_low,
-       avg(net_sentiment) + 1.96 * stddev_samp(net_sentiment) / sqrt(count(*)) AS ci_high,
+       avg(net_sentiment) - {Z95} * stddev_samp(net_sentiment) / sqrt(count(*)) AS ci_low,
+       avg(net_sentiment) + {Z95} * stddev_samp(net_sentiment) / sqrt(count(*)) AS ci_high,
        avg(CASE WHEN sentiment = 'positive' THEN 1.0 ELSE 0.0 END) AS positive_share,
        avg(CASE WHEN sentiment = 'negative' THEN 1.0 ELSE 0.0 END) AS negative_share
 FROM scores
@@ -194,8 +231,8 @@ SELECT run_id, minute, cohort, target,
        avg(CASE WHEN label = 'favor' THEN 1.0 ELSE 0.0 END)      AS favor_share,
        avg(CASE WHEN label = 'against' THEN 1.0 ELSE 0.0 END)    AS against_share,
        avg(CASE WHEN label = 'none' THEN 1.0 ELSE 0.0 END)       AS none_share,
-       avg(net_stance) - 1.96 * stddev_samp(net_stance) / sqrt(count(*)) AS ci_low,
-       avg(net_stance) + 1.96 * stddev_samp(net_stance) / sqrt(count(*)) AS ci_high
+       avg(net_stance) - {Z95} * stddev_samp(net_stance) / sqrt(count(*)) AS ci_low,
+       avg(net_stance) + {Z95} * stddev_samp(net_stance) / sqrt(count(*)) AS ci_high
 FROM stances
 GROUP BY run_id, minute, cohort, target;
 
@@ -249,8 +286,11 @@ LEFT JOIN (
     FROM posts GROUP BY run_id
 ) p ON p.run_id = r.run_id;
 """
+    + APPROVAL_SQL
+)
 
 VIEWS = (
+    "v_minute_approval",
     "v_minute_cohort",
     "v_minute_cohort_target",
     "v_minute_volume",

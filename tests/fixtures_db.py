@@ -541,3 +541,38 @@ def _insert_run(con, run_id: str, model: str, lag: timedelta, fraction: float, b
         [run_id],
     )
     con.execute("DROP TABLE r")
+
+
+def stance_db(path: Path | str, rows: list[tuple]) -> Path:
+    """A fresh database holding only the given ``stances`` rows (known-answer view tests).
+
+    Each row is ``(run_id, post_id, target, minute_offset, cohort, label, p_favor,
+    p_against, p_none)``; the minute is ``START + minute_offset`` and ``net_stance`` is
+    derived, as the sink does.
+    """
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    table = pa.Table.from_pylist(
+        [
+            {
+                "run_id": run_id,
+                "post_id": post_id,
+                "target": target,
+                "minute": START + timedelta(minutes=offset),
+                "cohort": cohort,
+                "label": label,
+                "p_favor": pf,
+                "p_against": pa_,
+                "p_none": pn,
+                "net_stance": pf - pa_,
+            }
+            for run_id, post_id, target, offset, cohort, label, pf, pa_, pn in rows
+        ]
+    )
+    con = connect(path)
+    try:
+        _insert_arrow(con, "stances", table)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return path

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dashboard import data
-from stream import kafka, views
+from dashboard import data, queries
+from stream import kafka
 from stream.config import Settings
 from stream.schema import Annotation
 from stream.sink import RawRecord, Sink
@@ -57,7 +57,7 @@ def test_annotation_reaches_the_markers(kafka_settings: Settings, tmp_path: Path
         sink.close()
     con = duckdb.connect(str(settings.db_path), read_only=True)
     try:
-        marks = views.markers(views.from_connection(con), views.Filters("live-test"))
+        marks = queries.markers(queries.from_connection(con), queries.Filters("live-test"))
     finally:
         con.close()
     note = marks[marks["kind"] == "annotation"].iloc[0]

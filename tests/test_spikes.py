@@ -1,4 +1,4 @@
-"""stream.spikes on constructed series (must find / must not find) and on the fixture DB."""
+"""dashboard.spikes on constructed series (must find / must not find) and on the fixture DB."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream import spikes, views
+from dashboard import queries, spikes
 from tests.fixtures_db import LIVE_RUN, START, build_test_db
 
 T0 = pd.Timestamp("2024-08-13 00:00", tz="UTC")
@@ -128,7 +128,7 @@ def fixture_lines(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     path: Path = build_test_db(tmp_path_factory.mktemp("spikes") / "fx.duckdb", minutes=70)
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return views.cohort_lines(views.from_connection(con), views.Filters(LIVE_RUN), 5)
+        return queries.cohort_lines(queries.from_connection(con), queries.Filters(LIVE_RUN), 5)
     finally:
         con.close()
 

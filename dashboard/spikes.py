@@ -13,7 +13,7 @@ its onset. :func:`drivers` explains an episode: terms, cohorts and topics over-r
 in the spike's posts compared with the baseline's posts, plus sample posts.
 
 Everything here is a pure function of pandas frames; the SQL that feeds it is in
-:mod:`stream.views`.
+:mod:`dashboard.queries`.
 """
 
 from __future__ import annotations

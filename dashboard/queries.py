@@ -27,12 +27,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from stream.store import use_utc
+from stream.store import Z95, use_utc
 
 Query = Callable[[str, list | None], pa.Table]
 """Runs one read-only SQL statement with positional params and returns Arrow."""
-
-Z95 = 1.959964  # two-sided 95% normal quantile for the confidence band
 
 
 @dataclass(frozen=True)
