@@ -26,9 +26,11 @@ from tqdm import tqdm
 
 from models.data import (
     EMOTION_LABELS,
+    OUT_OF_TIME_ORIGIN,
     SENTIMENT_LABELS,
     STANCE_LABELS,
     load_labelled,
+    load_sentiment_train,
     stance_train_set,
 )
 from models.encoder import Encoder
@@ -67,6 +69,9 @@ class LoraConfig:
     warm_start: str | None = None  # artifacts to start from (frozen heads or a LoRA run)
     checkpoint_every: int = 200
     exclude_targets: tuple[str, ...] = ()  # leave-one-target-out runs
+    # The out-of-time dev origin stays out of training (None: train on every origin).
+    sentiment_hold_out: str | None = OUT_OF_TIME_ORIGIN
+    neutral_weight: float = 1.0  # multiplies neutral's class weight (a later year is more neutral)
 
     def check(self) -> None:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
@@ -109,7 +114,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
             encoder.load_lora(load_file(str(warm / "lora.safetensors")))
         log.info("warm-started from %s", warm)
 
-    s_texts, s_labels = load_labelled(root, "sentiment", "train")
+    s_texts, s_labels = load_sentiment_train(root, hold_out=cfg.sentiment_hold_out)
     sent = list(zip(s_texts, [SENTIMENT_LABELS.index(x) for x in s_labels], strict=True))
     rng.shuffle(sent)
     if cfg.sentiment_limit:
@@ -129,7 +134,8 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         for ex in stance
     ]
     cw = {
-        "sentiment": class_weights(s_labels, SENTIMENT_LABELS),
+        "sentiment": class_weights(s_labels, SENTIMENT_LABELS)
+        * torch.tensor([1.0, cfg.neutral_weight, 1.0]),
         "emotion": class_weights(e_labels, EMOTION_LABELS),
         "stance": class_weights([ex.label for ex in stance], STANCE_LABELS),
     }
@@ -282,7 +288,7 @@ def refit_stance_head(
     seed_everything(seed)
     encoder, heads, meta = load_model(artifacts, merge=False)  # keep adapters to save them
     embed = EmbeddingCache(None, encoder)
-    s_texts, _ = load_labelled(root, "sentiment", "train")
+    s_texts, _ = load_sentiment_train(root)
     generic = random.Random(seed).sample(s_texts, min(4000, len(s_texts)))
     stance = stance_train_set(
         root, seed=seed, weak_limit=0, generic_texts=generic, swap_share=swap_share

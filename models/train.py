@@ -25,6 +25,7 @@ from models.data import (
     STANCE_LABELS,
     StanceExample,
     load_labelled,
+    load_sentiment_train,
     stance_train_set,
 )
 from models.encoder import Encoder, lora_state_dict
@@ -177,8 +178,9 @@ def fit_simple_head(
 def sentiment_subset(
     root: Path | str, limit: int | None, seed: int, prefer=None
 ) -> tuple[list[str], list[str]]:
-    """Sentiment training texts, optionally a random subset (preferring cached texts)."""
-    texts, labels = load_labelled(root, "sentiment", "train")
+    """Sentiment training texts (out-of-time dev held out), optionally a random subset
+    (preferring cached texts)."""
+    texts, labels = load_sentiment_train(root)
     pairs = list(zip(texts, labels, strict=True))
     random.Random(seed).shuffle(pairs)
     if prefer is not None:
