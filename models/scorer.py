@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from models.calibration import calibrate, read_calibration
 from models.data import EMOTION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
 from models.encoder import Encoder
 from models.heads import Heads
@@ -31,7 +32,7 @@ from models.paths import ARTIFACTS_DIR
 if TYPE_CHECKING:
     from stream.config import Settings
 
-ARTIFACT_FILES = ("model.json", "heads.safetensors", "lora.safetensors")
+ARTIFACT_FILES = ("model.json", "heads.safetensors", "lora.safetensors", "calibration.json")
 
 # Used until an event file supplies its own topics: (id, description used for zero-shot).
 DEFAULT_TOPICS: list[tuple[str, str]] = [
@@ -176,8 +177,10 @@ class Scorer:
         sentiment_model: HFSentiment | None = None,
         batch_size: int = 64,
         bf16: bool = False,
+        calibration: dict | None = None,
     ) -> None:
         self.encoder = encoder
+        self.calibration = calibration or {}  # per-head temperature/bias (calibration.json)
         self.bf16 = bf16
         self.heads = heads.eval()
         self.version = version
@@ -245,14 +248,15 @@ class Scorer:
     def _score_fresh(self, texts: list[str]) -> list[dict]:
         emb = self.embed(texts)
         t = torch.from_numpy(emb)
-        sent = torch.softmax(self.heads.sentiment(t), -1).numpy()
+        sent = calibrate("sentiment", self.heads.sentiment(t).numpy(), self.calibration)
         if self.sentiment_model is not None:
             sent = self.sentiment_model(texts)
-        emo = torch.softmax(self.heads.emotion(t), -1).numpy()
+        emo = calibrate("emotion", self.heads.emotion(t).numpy(), self.calibration)
         stance: list[np.ndarray] = []
         for j in range(len(self.targets)):
             g = torch.from_numpy(self._target_emb[j]).expand_as(t)
-            stance.append(torch.softmax(self.heads.stance_logits(t, g), -1).numpy())
+            logits = self.heads.stance_logits(t, g).numpy()
+            stance.append(calibrate("stance", logits, self.calibration))
         topic = self._topic_probs(emb)
         out = []
         for i in range(len(texts)):
@@ -360,4 +364,5 @@ def load_scorer(
         cache_size=settings.score_cache_size,
         sentiment_model=sentiment_model,
         bf16=bf16,
+        calibration=read_calibration(directory),
     )
