@@ -123,3 +123,31 @@ def test_load_scorer_reads_calibration_file_and_versions_it(tmp_path):
     scorer = load_scorer(Settings(torch_threads=2), targets=["Joe Biden"], artifacts=tmp_path)
     assert scorer.calibration == params
     assert scorer.version != before  # the probabilities changed, so the version does
+
+
+def test_fit_calibration_per_head_from_dev_logits(tmp_path):
+    from models.evaluate import DevSet, fit_calibration, load_dev_logits, save_dev_logits
+
+    def dev(head: str, labels: list[str], temperature: float, seed: int, targets=False) -> DevSet:
+        logits, y = _sample(1200, temperature, seed=seed)
+        k = len(labels)
+        logits, y = logits[:, :k], np.minimum(y, k - 1)
+        gold = [labels[i] for i in y]
+        return DevSet(head, logits, gold, ["Joe Biden"] * len(gold) if targets else None)
+
+    sets = {
+        "sentiment_oot": dev("sentiment", ["negative", "neutral", "positive"], 2.0, 1),
+        "emotion_val": dev("emotion", ["anger", "joy", "optimism"], 0.7, 2),
+        "pstance_val": dev("stance", ["favor", "against", "none"], 1.5, 3, targets=True),
+        "tweeteval_stance_val": dev("stance", ["favor", "against", "none"], 1.5, 4, targets=True),
+    }
+    save_dev_logits(sets, tmp_path / "dev")
+    loaded = load_dev_logits(tmp_path / "dev")
+    assert np.allclose(loaded["pstance_val"].logits, sets["pstance_val"].logits)
+    params, report = fit_calibration(loaded)
+    assert set(params) == {"sentiment", "stance", "emotion"}
+    assert "bias" in params["sentiment"] and "bias" not in params["stance"]
+    assert params["sentiment"]["temperature"] > 1.5  # over-confident logits get cooled
+    assert report["stance"]["n"] == 2400
+    assert report["sentiment"]["ece_after"] < report["sentiment"]["ece_before"]
+    assert 0 < report["sentiment"]["cross_fitted"]["macro_recall"] <= 1
