@@ -418,6 +418,16 @@ def simulated_cohort_check(
     }
 
 
+def oot_held_out(meta: dict) -> bool:
+    """Was the run trained without the out-of-time dev origin? (Runs before issue 10 were
+    not: their out-of-time figure is a training-set figure.)"""
+    training = meta.get("training", {})
+    hold_out = training.get("config", {}).get(
+        "sentiment_hold_out", training.get("sentiment_hold_out")
+    )
+    return hold_out == OUT_OF_TIME_ORIGIN
+
+
 def excluded_targets(directory: Path) -> list[str]:
     """The stance targets a run was trained without; an error for a run that saw them all."""
     from models.scorer import read_meta

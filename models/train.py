@@ -21,6 +21,7 @@ from torch import nn
 
 from models.data import (
     EMOTION_LABELS,
+    OUT_OF_TIME_ORIGIN,
     SENTIMENT_LABELS,
     STANCE_LABELS,
     StanceExample,
@@ -158,18 +159,28 @@ def fit_stance_head(
 
 
 def fit_simple_head(
-    head: nn.Module, embed, texts: Sequence[str], labels: Sequence[str], names, *, epochs, seed
+    head: nn.Module,
+    embed,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    names,
+    *,
+    epochs,
+    seed,
+    weight_scale: Sequence[float] | None = None,
 ) -> None:
+    """Fit a one-input head; ``weight_scale`` multiplies the inverse-frequency class weights."""
     for p in head.parameters():
         p.requires_grad_(True)
     x = torch.from_numpy(embed(texts))
     y = torch.tensor([names.index(lab) for lab in labels])
+    scale = torch.tensor(list(weight_scale)) if weight_scale is not None else 1.0
     _fit(
         head,
         [x],
         y,
         torch.ones(len(y)),
-        class_weights(labels, names),
+        class_weights(labels, names) * scale,
         epochs=epochs,
         seed=seed,
     )
@@ -229,6 +240,7 @@ def train_frozen(
         },
         "epochs": epochs,
         "seed": seed,
+        "sentiment_hold_out": OUT_OF_TIME_ORIGIN,
         "generic_texts": s_texts,
     }
     return heads, embed, info

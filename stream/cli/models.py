@@ -34,11 +34,11 @@ def _data_root(data: Path | None) -> Path:
 @models_group.command("train")
 @click.option(
     "--method",
-    type=click.Choice(["lora", "frozen", "refit-stance"]),
+    type=click.Choice(["lora", "frozen", "refit-stance", "refit-sentiment"]),
     default="lora",
     show_default=True,
     help="lora: adapters on MiniLM + heads, one multi-task pass; frozen: heads only; "
-    "refit-stance: re-train the stance head of --base on its (LoRA) encoder.",
+    "refit-stance / refit-sentiment: re-train that head of --base on its (LoRA) encoder.",
 )
 @click.option(
     "--base",
@@ -72,7 +72,8 @@ def _data_root(data: Path | None) -> Path:
     "--weak-limit",
     type=int,
     default=None,
-    help="LoRA: weakly labelled SemEval Trump posts to mix in (default 3000).",
+    help="LoRA: weakly labelled SemEval Trump posts to mix in (default 3000); "
+    "refit-stance: weak posts kept in the refit (default 0).",
 )
 @click.option(
     "--sentiment-limit",
@@ -104,8 +105,8 @@ def _data_root(data: Path | None) -> Path:
     type=float,
     default=1.0,
     show_default=True,
-    help="LoRA: multiply the neutral class weight of the sentiment loss (a later year is "
-    "more neutral than the training pool).",
+    help="LoRA / refit-sentiment: multiply the neutral class weight of the sentiment loss "
+    "(a later year is more neutral than the training pool).",
 )
 def train_command(
     method: str,
@@ -142,6 +143,7 @@ def train_command(
       swingdial models train --exclude-target "Joe Biden" --out /tmp/loto-biden
       swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
+      swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """
     import torch
 
@@ -175,7 +177,20 @@ def train_command(
     elif method == "refit-stance":
         from models.lora import refit_stance_head
 
-        metrics = refit_stance_head(Path(base or ARTIFACTS_DIR), root, out, seed=seed)
+        metrics = refit_stance_head(
+            Path(base or ARTIFACTS_DIR), root, out, seed=seed, weak_limit=weak_limit or 0
+        )
+    elif method == "refit-sentiment":
+        from models.lora import refit_sentiment_head
+
+        metrics = refit_sentiment_head(
+            Path(base or ARTIFACTS_DIR),
+            root,
+            out,
+            seed=seed,
+            epochs=int(epochs or 8),
+            neutral_weight=neutral_weight,
+        )
     else:
         from models.lora import LoraConfig, train_lora
 
@@ -266,7 +281,7 @@ def eval_command(
     import torch
 
     from models.calibration import read_calibration
-    from models.evaluate import evaluate, excluded_targets
+    from models.evaluate import evaluate, excluded_targets, oot_held_out
     from models.paths import ARTIFACTS_DIR
     from models.scorer import load_model, model_version
 
@@ -288,6 +303,7 @@ def eval_command(
         sets=sets,
     )
     metrics["model_version"] = model_version(directory, meta)
+    metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
     if event_id:
         from models.evaluate import simulated_cohort_check, simulated_event_check
         from models.scorer import Scorer
@@ -460,11 +476,13 @@ def promote_command(source: Path) -> None:
 def _print_metrics(m: dict) -> None:
     for key, name in (
         ("sentiment", "TweetEval val (same pool as training)"),
-        ("sentiment_oot", "out-of-time dev (held out of training)"),
+        ("sentiment_oot", "out-of-time dev"),
     ):
         if key not in m:
             continue
         s = m[key]
+        if s.get("held_out_of_training") is False:
+            name += " (NOT held out: this run trained on it)"
         recall = ", ".join(f"{k} {v:.3f}" for k, v in s.get("recall", {}).items())
         click.echo(
             f"sentiment  {name}: macro-recall {s['macro_recall']:.3f}  macro-F1 "
