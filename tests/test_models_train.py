@@ -272,3 +272,15 @@ def test_weak_dev_set_never_reaches_stance_training(data_root):
         weak = [ex for ex in rows if ex.source == "weak"]
         assert len(weak) > 10_000
         assert not dev_texts & {ex.text for ex in weak}
+
+
+def test_runs_before_the_hold_out_are_flagged_as_trained_on_the_dev_set():
+    from models.data import OUT_OF_TIME_ORIGIN
+    from models.evaluate import oot_held_out
+    from models.lora import LoraConfig
+
+    assert LoraConfig().sentiment_hold_out == OUT_OF_TIME_ORIGIN
+    assert oot_held_out({"training": {"config": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}}})
+    assert oot_held_out({"training": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}})  # frozen
+    assert not oot_held_out({"training": {"config": {"seed": 13}}})  # an older run
+    assert not oot_held_out({"training": {"config": {"sentiment_hold_out": None}}})
