@@ -14,7 +14,7 @@ CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 
 
-def render(metrics: dict, meta: dict, version: str) -> str:
+def render(metrics: dict, meta: dict, version: str, calibration: dict | None = None) -> str:
     """Markdown tables of every metric in metrics.json."""
     s, e = metrics["sentiment"], metrics["emotion"]
     training = meta.get("training", {})
@@ -29,6 +29,17 @@ def render(metrics: dict, meta: dict, version: str) -> str:
         f"| sentiment | macro-averaged recall (TweetEval val, n={s['n']}) | "
         f"**{s['macro_recall']:.3f}** |",
         f"| sentiment | macro-F1 / accuracy | {s['macro_f1']:.3f} / {s['accuracy']:.3f} |",
+    ]
+    if "sentiment_oot" in metrics:
+        o = metrics["sentiment_oot"]
+        lines += [
+            f"| sentiment | macro-averaged recall (out-of-time dev: {o['origin']}, "
+            f"{'held out of' if o.get('held_out_of_training', True) else 'NOT held out of'} "
+            f"training, n={o['n']}) | **{o['macro_recall']:.3f}** |",
+            f"| sentiment | out-of-time gap to TweetEval val | "
+            f"{o['macro_recall'] - s['macro_recall']:+.3f} |",
+        ]
+    lines += [
         f"| emotion | macro-F1 (TweetEval val, n={e['n']}) | **{e['macro_f1']:.3f}** |",
         f"| emotion | accuracy | {e['accuracy']:.3f} |",
         "",
@@ -42,6 +53,7 @@ def render(metrics: dict, meta: dict, version: str) -> str:
             f"| {target} | {row['n']} | **{row['macro_f1']:.3f}** | {row['f1avg']:.3f} | "
             f"{row['none_rate']:.1%} |"
         )
+    lines += _sentiment_recall_table(metrics)
     lines += [
         "",
         "TweetEval stance validation (F1avg = mean F1 of favor and against, 3-way prediction):",
@@ -51,6 +63,17 @@ def render(metrics: dict, meta: dict, version: str) -> str:
     ]
     for target, row in metrics["tweeteval_stance"].items():
         lines.append(f"| {target} | {row['n']} | {row['f1avg']:.3f} |")
+    if "weak_trump_3way" in metrics:
+        w = metrics["weak_trump_3way"]
+        lines += [
+            "",
+            f"3-way check with `none` (SemEval-2016 6B weak Trump set, {w['n']} posts kept out of "
+            f"training; labels come from hashtags, so noisy): F1avg **{w['f1avg']:.3f}**, accuracy "
+            f"{w['accuracy']:.3f}, `none` predicted {w['none_share_pred']:.0%} vs "
+            f"{w['none_share_gold']:.0%} in the labels.",
+        ]
+    if "calibration" in metrics:
+        lines += _calibration_table(metrics["calibration"], calibration or {})
     if "loto" in metrics or "loto_lora" in metrics:
         lines += [
             "",
@@ -123,12 +146,68 @@ def render(metrics: dict, meta: dict, version: str) -> str:
     return "\n".join(lines)
 
 
+def _sentiment_recall_table(metrics: dict) -> list[str]:
+    """Per-class recall on both sentiment dev sets, with and without calibration."""
+    rows = [
+        ("TweetEval val", "sentiment_raw", "sentiment"),
+        ("out-of-time dev", "sentiment_oot_raw", "sentiment_oot"),
+    ]
+    if not any(k in metrics for _, _, k in rows[1:]):
+        return []
+    lines = [
+        "",
+        "Sentiment recall per class (calibrated = the scorer's probabilities; the out-of-time "
+        "calibrated row is cross-fitted: bias fitted on one half, scored on the other):",
+        "",
+        "| dev set | probabilities | macro-recall | negative | neutral | positive |",
+        "|---|---|---|---|---|---|",
+    ]
+    cal = metrics.get("calibration", {}).get("sentiment", {}).get("cross_fitted")
+    for name, raw_key, key in rows:
+        variants = [("softmax", metrics.get(raw_key, metrics.get(key)))]
+        if raw_key in metrics:
+            variants.append(("calibrated", cal if key == "sentiment_oot" else metrics[key]))
+        for kind, m in variants:
+            if not m or "recall" not in m:
+                continue
+            r = m["recall"]
+            lines.append(
+                f"| {name} | {kind} | {m['macro_recall']:.3f} | {r['negative']:.3f} | "
+                f"{r['neutral']:.3f} | {r['positive']:.3f} |"
+            )
+    return lines
+
+
+def _calibration_table(report: dict, params: dict) -> list[str]:
+    lines = [
+        "",
+        "Calibration (`calibration.json`, `probs = softmax(logits / T + b)`; expected "
+        'calibration error of the top label, 15 bins; "after" is cross-fitted on two halves '
+        "of the dev set, the stored parameters are fitted on all of it):",
+        "",
+        "| head | fitted on (n) | T | bias b | ECE before → after | NLL before → after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for head, r in report.items():
+        p = params.get(head, {})
+        bias = " / ".join(f"{v:+.2f}" for v in p["bias"]) if p.get("bias") else "—"
+        temp = f"{p['temperature']:.2f}" if "temperature" in p else "?"
+        lines.append(
+            f"| {head} | {r['dev']} ({r['n']}) | {temp} | {bias} | {r['ece_before']:.3f} → "
+            f"**{r['ece_after']:.3f}** | {r['nll_before']:.3f} → {r['nll_after']:.3f} |"
+        )
+    lines += ["", "![reliability per head, before and after](artifacts/reliability.png)"]
+    return lines
+
+
 def update_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> None:
     from models.scorer import model_version, read_meta
 
     meta = read_meta(directory)
     metrics = json.loads((directory / "metrics.json").read_text())
-    block = render(metrics, meta, model_version(directory, meta))
+    from models.calibration import read_calibration
+
+    block = render(metrics, meta, model_version(directory, meta), read_calibration(directory))
     text = card.read_text()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)

@@ -98,6 +98,53 @@ def load_labelled(root: Path | str, task: str, split: str) -> tuple[list[str], l
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+# The latest SemEval sentiment file: held out of training as the out-of-time dev set (the
+# TweetEval val split is drawn from the same 2013-16 pool as training and overstates what a
+# later year gets; the field's test split is SemEval-2017).
+OUT_OF_TIME_ORIGIN = "twitter-2016test"
+OUT_OF_TIME_DEV_N = 4000  # seeded sample of that origin: two halves of 2,000 for cross-fitting
+WEAK_DEV_N = 2000  # weak SemEval Trump posts kept out of training for the 3-way check
+
+
+def load_sentiment_train(
+    root: Path | str, *, hold_out: str | None = OUT_OF_TIME_ORIGIN
+) -> tuple[list[str], list[str]]:
+    """Sentiment training texts and labels without the out-of-time ``hold_out`` origin."""
+    rows = read_jsonl(data_dir(root) / "sentiment" / "train.jsonl")
+    rows = [r for r in rows if hold_out is None or r.get("origin") != hold_out]
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def load_sentiment_oot(
+    root: Path | str, *, n: int = OUT_OF_TIME_DEV_N, seed: int = 13
+) -> tuple[list[str], list[str]]:
+    """The out-of-time dev set: a seeded sample of the ``OUT_OF_TIME_ORIGIN`` rows.
+
+    Rows ``[: n // 2]`` and ``[n // 2 :]`` are the two halves calibration is cross-fitted on.
+    """
+    rows = read_jsonl(data_dir(root) / "sentiment" / "train.jsonl")
+    rows = [r for r in rows if r.get("origin") == OUT_OF_TIME_ORIGIN]
+    random.Random(seed).shuffle(rows)
+    rows = rows[:n]
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def weak_split(root: Path | str, seed: int) -> tuple[list[StanceExample], list[StanceExample]]:
+    """Weak SemEval Trump posts: (training pool, 3-way dev set of ``WEAK_DEV_N``).
+
+    The dev set is the tail of the seed-13 shuffle whatever the training seed, so no run
+    trains on it (the training pool is the run's own shuffle minus those texts).
+    """
+    weak = load_stance(root, "semeval2016_trump_weak")
+    fixed = weak[:]
+    random.Random(13).shuffle(fixed)
+    dev = fixed[-WEAK_DEV_N:]
+    dev_texts = {ex.text for ex in dev}
+    pool = weak[:]
+    random.Random(seed).shuffle(pool)
+    return [ex for ex in pool if ex.text not in dev_texts], dev
+
+
 def load_stance(root: Path | str, name: str) -> list[StanceExample]:
     """One stance file, e.g. ``pstance_train``, ``tweeteval_val``, ``semeval2016_trump_weak``."""
     source = "pstance" if name.startswith("pstance") else "tweeteval"
@@ -137,9 +184,8 @@ def stance_train_set(
     """
     rng = random.Random(seed)
     real = load_stance(root, "pstance_train") + load_stance(root, "tweeteval_train")
-    weak = load_stance(root, "semeval2016_trump_weak")
-    rng.shuffle(weak)
-    real += weak[:weak_limit]
+    rng.shuffle(load_stance(root, "semeval2016_trump_weak"))  # keeps the rng sequence of old runs
+    real += weak_split(root, seed)[0][:weak_limit]
     real = [ex for ex in real if ex.target not in exclude_targets]
     targets = sorted({ex.target for ex in real})
     pool = [t for t in targets if t not in exclude_targets] + DISTRACTOR_TARGETS

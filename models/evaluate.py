@@ -6,25 +6,36 @@
 - P-Stance: macro-F1 of favor/against per target; the data has no "none", so the
   prediction is the larger of favor/against (as in the P-Stance paper);
 - emotion: macro-F1 over anger/joy/optimism/sadness.
+
+Dev sets: sentiment has two, TweetEval val (same 2013-16 pool as training) and the
+out-of-time dev set (``OUT_OF_TIME_ORIGIN``, held out of training; choose models on it);
+stance has P-Stance val (2-way), TweetEval stance val and the weak Trump dev set (3-way,
+"none" about half of it), plus leave-one-target-out runs (:func:`held_out_metrics`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import f1_score, recall_score
 
+from models.calibration import calibrate
 from models.data import (
     EMOTION_LABELS,
+    OUT_OF_TIME_ORIGIN,
     PSTANCE_TARGETS,
     SENTIMENT_LABELS,
     STANCE_LABELS,
     StanceExample,
     load_labelled,
+    load_sentiment_oot,
     load_stance,
+    weak_split,
 )
 from models.heads import Heads
 
@@ -85,39 +96,145 @@ def _targets(examples: Sequence[StanceExample]) -> list[str]:
     return sorted({ex.target for ex in examples})
 
 
-def evaluate(
-    heads: Heads, embed: EmbedFn, root: Path | str, *, unrelated_check: bool = True
-) -> dict:
-    """Every validation metric for heads on top of ``embed`` (frozen cache or LoRA encoder)."""
+@dataclass
+class DevSet:
+    """Raw logits of one head on one dev set (computed once, then calibrated and scored)."""
+
+    head: str  # sentiment | emotion | stance
+    logits: np.ndarray
+    gold: list[str]
+    targets: list[str] | None = None  # stance only
+
+    def examples(self) -> list[StanceExample]:
+        return [
+            StanceExample("", t, g, "dev") for t, g in zip(self.targets, self.gold, strict=True)
+        ]
+
+
+@torch.inference_mode()
+def dev_logits(heads: Heads, embed: EmbedFn, root: Path | str) -> dict[str, DevSet]:
+    """Every dev set's logits: TweetEval val and the out-of-time dev set (sentiment),
+    emotion val, P-Stance val, TweetEval stance val and the weak Trump dev set (stance)."""
     heads.eval()
-    metrics: dict = {}
+
+    def simple(head: torch.nn.Module, texts: Sequence[str]) -> np.ndarray:
+        return head(torch.from_numpy(np.asarray(embed(texts), dtype=np.float32))).numpy()
+
+    sets: dict[str, DevSet] = {}
     texts, gold = load_labelled(root, "sentiment", "val")
-    pred = [SENTIMENT_LABELS[i] for i in _predict(heads.sentiment, embed(texts)).argmax(1)]
-    metrics["sentiment"] = {
-        "macro_recall": round(float(recall_score(gold, pred, average="macro")), 4),
-        "macro_f1": round(float(f1_score(gold, pred, average="macro")), 4),
-        "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
-        "n": len(gold),
-    }
+    sets["sentiment_val"] = DevSet("sentiment", simple(heads.sentiment, texts), gold)
+    texts, gold = load_sentiment_oot(root)
+    sets["sentiment_oot"] = DevSet("sentiment", simple(heads.sentiment, texts), gold)
     texts, gold = load_labelled(root, "emotion", "val")
-    pred = [EMOTION_LABELS[i] for i in _predict(heads.emotion, embed(texts)).argmax(1)]
-    metrics["emotion"] = {
-        "macro_f1": round(float(f1_score(gold, pred, average="macro")), 4),
+    sets["emotion_val"] = DevSet("emotion", simple(heads.emotion, texts), gold)
+    stance = {
+        "pstance_val": load_stance(root, "pstance_val"),
+        "tweeteval_stance_val": load_stance(root, "tweeteval_val"),
+        "weak_trump_dev": weak_split(root, 13)[1],
+    }
+    targets = sorted({ex.target for exs in stance.values() for ex in exs})
+    target_emb = dict(zip(targets, embed(targets), strict=True))
+    for name, exs in stance.items():
+        t = torch.from_numpy(np.asarray(embed([ex.text for ex in exs]), dtype=np.float32))
+        g = torch.from_numpy(np.stack([target_emb[ex.target] for ex in exs]).astype(np.float32))
+        sets[name] = DevSet(
+            "stance",
+            heads.stance_logits(t, g).numpy(),
+            [ex.label for ex in exs],
+            [ex.target for ex in exs],
+        )
+    return sets
+
+
+def save_dev_logits(sets: dict[str, DevSet], path: Path) -> None:
+    """Cache the dev logits (``.npz`` + ``.json``) so calibration never re-encodes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path.with_suffix(".npz"), **{k: v.logits for k, v in sets.items()})
+    meta = {k: {"head": v.head, "gold": v.gold, "targets": v.targets} for k, v in sets.items()}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def load_dev_logits(path: Path) -> dict[str, DevSet] | None:
+    if not path.with_suffix(".npz").exists() or not path.with_suffix(".json").exists():
+        return None
+    arrays = np.load(path.with_suffix(".npz"))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    return {k: DevSet(m["head"], arrays[k], m["gold"], m["targets"]) for k, m in meta.items()}
+
+
+def classification_metrics(gold: Sequence[str], probs: np.ndarray, labels: Sequence[str]) -> dict:
+    """Macro-recall, per-class recall, macro-F1 and accuracy of the argmax labels."""
+    pred = [labels[int(i)] for i in probs.argmax(1)]
+    recall = recall_score(gold, pred, labels=list(labels), average=None, zero_division=0)
+    return {
+        "macro_recall": round(float(np.mean(recall)), 4),
+        "recall": {lab: round(float(r), 4) for lab, r in zip(labels, recall, strict=True)},
+        "macro_f1": round(float(f1_score(gold, pred, labels=list(labels), average="macro")), 4),
         "accuracy": round(float(np.mean(np.array(gold) == np.array(pred))), 4),
         "n": len(gold),
     }
+
+
+def metrics_from_logits(sets: dict[str, DevSet], calibration: dict | None = None) -> dict:
+    """The validation metrics from dev logits, with ``calibration`` applied (None: softmax)."""
+
+    def probs(name: str) -> np.ndarray:
+        return calibrate(sets[name].head, sets[name].logits, calibration)
+
+    m: dict = {
+        "sentiment": classification_metrics(
+            sets["sentiment_val"].gold, probs("sentiment_val"), SENTIMENT_LABELS
+        ),
+        "sentiment_oot": classification_metrics(
+            sets["sentiment_oot"].gold, probs("sentiment_oot"), SENTIMENT_LABELS
+        )
+        | {"origin": OUT_OF_TIME_ORIGIN},
+        "emotion": classification_metrics(
+            sets["emotion_val"].gold, probs("emotion_val"), EMOTION_LABELS
+        ),
+        "pstance": stance_metrics(
+            sets["pstance_val"].examples(), probs("pstance_val"), binary=True
+        ),
+        "tweeteval_stance": stance_metrics(
+            sets["tweeteval_stance_val"].examples(), probs("tweeteval_stance_val"), binary=False
+        ),
+    }
+    if "weak_trump_dev" in sets:
+        weak = sets["weak_trump_dev"]
+        pred = [STANCE_LABELS[int(i)] for i in probs("weak_trump_dev").argmax(1)]
+        m["weak_trump_3way"] = {
+            "n": len(weak.gold),
+            "f1avg": round(f1avg(weak.gold, pred), 4),
+            "accuracy": round(float(np.mean(np.array(weak.gold) == np.array(pred))), 4),
+            "none_share_gold": round(float(np.mean(np.array(weak.gold) == "none")), 4),
+            "none_share_pred": round(float(np.mean(np.array(pred) == "none")), 4),
+            "note": "hashtag labels (SemEval-2016 6B weak set), noisy: a 3-way sanity check",
+        }
+    return m
+
+
+def evaluate(
+    heads: Heads,
+    embed: EmbedFn,
+    root: Path | str,
+    *,
+    unrelated_check: bool = True,
+    calibration: dict | None = None,
+    sets: dict[str, DevSet] | None = None,
+) -> dict:
+    """Every validation metric for heads on top of ``embed`` (frozen cache or LoRA encoder).
+
+    Labels and figures use the calibrated probabilities when ``calibration`` is given
+    (as the scorer does); ``sentiment_raw`` / ``sentiment_oot_raw`` keep the plain argmax.
+    """
+    heads.eval()
+    sets = sets if sets is not None else dev_logits(heads, embed, root)
+    metrics = metrics_from_logits(sets, calibration)
+    if calibration:
+        raw = metrics_from_logits(sets, None)
+        metrics["sentiment_raw"] = raw["sentiment"]
+        metrics["sentiment_oot_raw"] = raw["sentiment_oot"]
     pst = load_stance(root, "pstance_val")
-    tev = load_stance(root, "tweeteval_val")
-    all_targets = sorted({ex.target for ex in pst + tev} | {"Kamala Harris", "Elon Musk"})
-    target_emb = dict(zip(all_targets, embed(all_targets), strict=True))
-    pst_probs = stance_probs(
-        heads, embed([ex.text for ex in pst]), [ex.target for ex in pst], target_emb
-    )
-    metrics["pstance"] = stance_metrics(pst, pst_probs, binary=True)
-    tev_probs = stance_probs(
-        heads, embed([ex.text for ex in tev]), [ex.target for ex in tev], target_emb
-    )
-    metrics["tweeteval_stance"] = stance_metrics(tev, tev_probs, binary=False)
     if unrelated_check:
         # P-Stance posts about Trump/Biden/Sanders scored towards targets they never mention:
         # the share predicted "none" (higher is better; no human labels, a sanity check).
@@ -133,11 +250,13 @@ def evaluate(
         metrics["handwritten_unseen"] = handwritten_unseen(heads, embed)
     metrics["summary"] = {
         "sentiment_macro_recall": metrics["sentiment"]["macro_recall"],
+        "sentiment_oot_macro_recall": metrics["sentiment_oot"]["macro_recall"],
         "emotion_macro_f1": metrics["emotion"]["macro_f1"],
         "pstance_macro_f1": {
             t: metrics["pstance"][t]["macro_f1"] for t in PSTANCE_TARGETS if t in metrics["pstance"]
         },
         "stance_f1avg_pooled_tweeteval": metrics["tweeteval_stance"]["pooled"]["f1avg"],
+        "weak_trump_3way_f1avg": metrics.get("weak_trump_3way", {}).get("f1avg"),
     }
     return metrics
 
@@ -299,6 +418,16 @@ def simulated_cohort_check(
     }
 
 
+def oot_held_out(meta: dict) -> bool:
+    """Was the run trained without the out-of-time dev origin? (Runs before issue 10 were
+    not: their out-of-time figure is a training-set figure.)"""
+    training = meta.get("training", {})
+    hold_out = training.get("config", {}).get(
+        "sentiment_hold_out", training.get("sentiment_hold_out")
+    )
+    return hold_out == OUT_OF_TIME_ORIGIN
+
+
 def excluded_targets(directory: Path) -> list[str]:
     """The stance targets a run was trained without; an error for a run that saw them all."""
     from models.scorer import read_meta
@@ -336,3 +465,51 @@ def held_out_metrics(directory: Path, root: Path | str) -> dict[str, dict]:
             "steps": training.get("steps_done"),
         }
     return out
+
+
+# Which dev sets each head's calibration is fitted on; sentiment also gets a class-prior
+# bias (the later year's class mix), the others only a temperature.
+CALIBRATION_FIT = {
+    "sentiment": ("sentiment_oot",),
+    "stance": ("pstance_val", "tweeteval_stance_val"),
+    "emotion": ("emotion_val",),
+}
+LABELS = {"sentiment": SENTIMENT_LABELS, "stance": STANCE_LABELS, "emotion": EMOTION_LABELS}
+
+
+def fit_calibration(sets: dict[str, DevSet], *, balanced: bool = True) -> tuple[dict, dict]:
+    """Per-head parameters (fitted on all of each head's dev data) and a report whose
+    "after" figures are cross-fitted (fit on one half, scored on the other), so they are
+    still held-out numbers. ``balanced``: the sentiment bias targets macro-recall."""
+    from models.calibration import cross_fit, ece, fit, reliability, softmax
+
+    params: dict = {}
+    report: dict = {}
+    for head, names in CALIBRATION_FIT.items():
+        logits = np.concatenate([sets[n].logits for n in names])
+        gold = [g for n in names for g in sets[n].gold]
+        y = np.array([LABELS[head].index(g) for g in gold])
+        idx = np.arange(len(y))
+        # Contiguous halves for the (shuffled) out-of-time set, alternate rows otherwise.
+        halves = (idx[: len(y) // 2], idx[len(y) // 2 :]) if head == "sentiment" else (
+            idx[::2], idx[1::2])  # fmt: skip
+        kw = {"bias": True, "balanced": balanced} if head == "sentiment" else {}
+        params[head] = fit(logits, y, **kw) | {"fitted_on": list(names), "n": len(y)}
+        before, after = softmax(logits), cross_fit(head, logits, y, halves, **kw)
+        report[head] = {
+            "dev": "+".join(names),
+            "n": len(y),
+            "ece_before": round(ece(before, y), 4),
+            "ece_after": round(ece(after, y), 4),
+            "nll_before": round(_nll(before, y), 4),
+            "nll_after": round(_nll(after, y), 4),
+            "reliability": {"softmax": reliability(before, y), "calibrated": reliability(after, y)},
+        }
+        if head == "sentiment":
+            report[head]["cross_fitted"] = classification_metrics(gold, after, SENTIMENT_LABELS)
+            report[head]["objective"] = "class-balanced NLL" if balanced else "NLL"
+    return params, report
+
+
+def _nll(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(probs[np.arange(len(y)), y].clip(1e-12))))

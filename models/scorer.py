@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.calibration import calibrate, read_calibration
 from models.config import PRECISION_ALIASES, ScorerConfig
 from models.cpu import cpu_has_bf16
 from models.data import EMOTION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
@@ -47,7 +48,7 @@ from models.runtime import (
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_FILES = ("model.json", "heads.safetensors", "lora.safetensors")
+ARTIFACT_FILES = ("model.json", "heads.safetensors", "lora.safetensors", "calibration.json")
 # Which reduced-precision variants passed validation against fp32 for these artifacts
 # (written by `swingdial models export --validate`; see models/runtime_check.py).
 RUNTIME_GATE = "runtime.json"
@@ -198,11 +199,13 @@ class Scorer:
         cache_size: int = 50_000,
         sentiment_model: HFSentiment | None = None,
         chunk_size: int = 32,
+        calibration: dict | None = None,
     ) -> None:
         if isinstance(encoder, Encoder):
             encoder = SentenceEncoder.from_torch(TorchRuntime(encoder), encoder, chunk_size)
         self.encoder = encoder
         self.variant = encoder.runtime.variant
+        self.calibration = calibration or {}  # per-head temperature/bias (calibration.json)
         self.heads = heads.eval()
         self.version = version
         self.targets = list(targets)
@@ -259,8 +262,8 @@ class Scorer:
 
     def probabilities(self, task: str, logits: torch.Tensor) -> np.ndarray:
         """The one place logits become probabilities (``task``: sentiment, stance, emotion),
-        so a per-head calibration (e.g. a temperature) can hook in here."""
-        return torch.softmax(logits, -1).numpy()
+        with the per-head calibration fitted on dev data (``calibration.json``)."""
+        return calibrate(task, logits.numpy(), self.calibration)
 
     @torch.inference_mode()
     def _score_fresh(self, texts: list[str]) -> list[dict]:
@@ -484,4 +487,5 @@ def load_scorer(
         topics=topics,
         cache_size=config.cache_size,
         sentiment_model=sentiment_model,
+        calibration=read_calibration(directory),
     )

@@ -21,10 +21,12 @@ from torch import nn
 
 from models.data import (
     EMOTION_LABELS,
+    OUT_OF_TIME_ORIGIN,
     SENTIMENT_LABELS,
     STANCE_LABELS,
     StanceExample,
     load_labelled,
+    load_sentiment_train,
     stance_train_set,
 )
 from models.encoder import Encoder, lora_state_dict
@@ -157,18 +159,28 @@ def fit_stance_head(
 
 
 def fit_simple_head(
-    head: nn.Module, embed, texts: Sequence[str], labels: Sequence[str], names, *, epochs, seed
+    head: nn.Module,
+    embed,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    names,
+    *,
+    epochs,
+    seed,
+    weight_scale: Sequence[float] | None = None,
 ) -> None:
+    """Fit a one-input head; ``weight_scale`` multiplies the inverse-frequency class weights."""
     for p in head.parameters():
         p.requires_grad_(True)
     x = torch.from_numpy(embed(texts))
     y = torch.tensor([names.index(lab) for lab in labels])
+    scale = torch.tensor(list(weight_scale)) if weight_scale is not None else 1.0
     _fit(
         head,
         [x],
         y,
         torch.ones(len(y)),
-        class_weights(labels, names),
+        class_weights(labels, names) * scale,
         epochs=epochs,
         seed=seed,
     )
@@ -177,8 +189,9 @@ def fit_simple_head(
 def sentiment_subset(
     root: Path | str, limit: int | None, seed: int, prefer=None
 ) -> tuple[list[str], list[str]]:
-    """Sentiment training texts, optionally a random subset (preferring cached texts)."""
-    texts, labels = load_labelled(root, "sentiment", "train")
+    """Sentiment training texts (out-of-time dev held out), optionally a random subset
+    (preferring cached texts)."""
+    texts, labels = load_sentiment_train(root)
     pairs = list(zip(texts, labels, strict=True))
     random.Random(seed).shuffle(pairs)
     if prefer is not None:
@@ -227,6 +240,7 @@ def train_frozen(
         },
         "epochs": epochs,
         "seed": seed,
+        "sentiment_hold_out": OUT_OF_TIME_ORIGIN,
         "generic_texts": s_texts,
     }
     return heads, embed, info

@@ -139,9 +139,9 @@ def test_cli_group_and_help():
     runner = CliRunner()
     result = runner.invoke(models_group, ["--help"])
     assert result.exit_code == 0
-    for name in ("train", "eval", "bench", "promote"):
+    for name in ("train", "eval", "calibrate", "bench", "promote"):
         assert name in result.output
-    for name in ("train", "eval"):
+    for name in ("train", "eval", "calibrate"):
         result = runner.invoke(models_group, [name, "--help"])
         assert result.exit_code == 0 and "Examples:" in result.output
 
@@ -229,3 +229,58 @@ def test_continuing_from_a_folder_without_a_model_is_an_error_not_a_fresh_start(
     with pytest.raises(FileNotFoundError, match="model.json missing"):
         train_lora(tmp_path / "data", tmp_path / "out", LoraConfig(warm_start=str(tmp_path)))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def data_root():
+    from stream.config import Settings
+
+    root = Settings().shared_data
+    if not (root / "sentiment" / "train.jsonl").exists():
+        pytest.skip(f"labelled data not found in {root} (set SWINGDIAL_SHARED_DATA)")
+    return root
+
+
+def test_out_of_time_dev_set_is_held_out_of_training(data_root):
+    from models.data import (
+        OUT_OF_TIME_DEV_N,
+        load_sentiment_oot,
+        load_sentiment_train,
+    )
+    from models.train import sentiment_subset
+
+    train_texts, _ = load_sentiment_train(data_root)
+    everything, _ = load_sentiment_train(data_root, hold_out=None)
+    dev_texts, dev_labels = load_sentiment_oot(data_root)
+    assert len(dev_texts) == OUT_OF_TIME_DEV_N
+    assert not set(dev_texts) & set(train_texts)
+    assert set(dev_texts) <= set(everything)
+    assert len(train_texts) < 0.7 * len(everything)  # the latest year is a big share
+    assert not set(dev_texts) & set(sentiment_subset(data_root, None, 13)[0])
+    assert load_sentiment_oot(data_root) == (dev_texts, dev_labels)  # seeded
+
+
+def test_weak_dev_set_never_reaches_stance_training(data_root):
+    from models.data import WEAK_DEV_N, stance_train_set, weak_split
+
+    _, dev = weak_split(data_root, 13)
+    assert len(dev) == WEAK_DEV_N
+    assert weak_split(data_root, 5)[1] == dev  # the same dev set whatever the seed
+    dev_texts = {ex.text for ex in dev}
+    for seed in (13, 5):
+        rows = stance_train_set(data_root, seed=seed, weak_limit=50_000, negative_ratio=0.0)
+        weak = [ex for ex in rows if ex.source == "weak"]
+        assert len(weak) > 10_000
+        assert not dev_texts & {ex.text for ex in weak}
+
+
+def test_runs_before_the_hold_out_are_flagged_as_trained_on_the_dev_set():
+    from models.data import OUT_OF_TIME_ORIGIN
+    from models.evaluate import oot_held_out
+    from models.lora import LoraConfig
+
+    assert LoraConfig().sentiment_hold_out == OUT_OF_TIME_ORIGIN
+    assert oot_held_out({"training": {"config": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}}})
+    assert oot_held_out({"training": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}})  # frozen
+    assert not oot_held_out({"training": {"config": {"seed": 13}}})  # an older run
+    assert not oot_held_out({"training": {"config": {"sentiment_hold_out": None}}})

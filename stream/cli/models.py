@@ -37,11 +37,11 @@ def _data_root(data: Path | None) -> Path:
 @models_group.command("train")
 @click.option(
     "--method",
-    type=click.Choice(["lora", "frozen", "refit-stance"]),
+    type=click.Choice(["lora", "frozen", "refit-stance", "refit-sentiment"]),
     default="lora",
     show_default=True,
     help="lora: adapters on MiniLM + heads, one multi-task pass; frozen: heads only; "
-    "refit-stance: re-train the stance head of --base on its (LoRA) encoder.",
+    "refit-stance / refit-sentiment: re-train that head of --base on its (LoRA) encoder.",
 )
 @click.option(
     "--base",
@@ -75,7 +75,8 @@ def _data_root(data: Path | None) -> Path:
     "--weak-limit",
     type=int,
     default=None,
-    help="LoRA: weakly labelled SemEval Trump posts to mix in (default 3000).",
+    help="LoRA: weakly labelled SemEval Trump posts to mix in (default 3000); "
+    "refit-stance: weak posts kept in the refit (default 0).",
 )
 @click.option(
     "--sentiment-limit",
@@ -102,6 +103,14 @@ def _data_root(data: Path | None) -> Path:
     multiple=True,
     help="LoRA: leave this stance target out of training (leave-one-target-out evaluation).",
 )
+@click.option(
+    "--neutral-weight",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="LoRA / refit-sentiment: multiply the neutral class weight of the sentiment loss "
+    "(a later year is more neutral than the training pool).",
+)
 def train_command(
     method: str,
     base: Path | None,
@@ -120,6 +129,7 @@ def train_command(
     cache_dir: Path | None,
     threads: int | None,
     exclude_targets: tuple[str, ...],
+    neutral_weight: float,
 ) -> None:
     """Train the models on the labelled data and write the artifacts (then evaluate).
 
@@ -136,6 +146,7 @@ def train_command(
       swingdial models train --exclude-target "Joe Biden" --out /tmp/loto-biden
       swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
+      swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """
     import torch
 
@@ -169,7 +180,20 @@ def train_command(
     elif method == "refit-stance":
         from models.lora import refit_stance_head
 
-        metrics = refit_stance_head(Path(base or ARTIFACTS_DIR), root, out, seed=seed)
+        metrics = refit_stance_head(
+            Path(base or ARTIFACTS_DIR), root, out, seed=seed, weak_limit=weak_limit or 0
+        )
+    elif method == "refit-sentiment":
+        from models.lora import refit_sentiment_head
+
+        metrics = refit_sentiment_head(
+            Path(base or ARTIFACTS_DIR),
+            root,
+            out,
+            seed=seed,
+            epochs=int(epochs or 8),
+            neutral_weight=neutral_weight,
+        )
     else:
         from models.lora import LoraConfig, train_lora
 
@@ -179,6 +203,7 @@ def train_command(
             batch_size=batch_size,
             time_budget_min=time_budget_min,
             exclude_targets=tuple(exclude_targets),
+            neutral_weight=neutral_weight,
         )
         if base is not None:
             if exclude_targets:  # the base saw every target: a held-out score would leak
@@ -258,7 +283,8 @@ def eval_command(
     """
     import torch
 
-    from models.evaluate import evaluate, excluded_targets
+    from models.calibration import read_calibration
+    from models.evaluate import evaluate, excluded_targets, oot_held_out
     from models.paths import ARTIFACTS_DIR
     from models.scorer import load_model, model_version
 
@@ -271,8 +297,16 @@ def eval_command(
         except (ValueError, FileNotFoundError) as exc:
             raise click.BadParameter(str(exc), param_hint="--held-out") from exc
     encoder, heads, meta = load_model(directory)
-    metrics = evaluate(heads, encoder.encode, _data_root(data))
+    sets = _dev_sets(directory, encoder, heads, _data_root(data))
+    metrics = evaluate(
+        heads,
+        encoder.encode,
+        _data_root(data),
+        calibration=read_calibration(directory),
+        sets=sets,
+    )
     metrics["model_version"] = model_version(directory, meta)
+    metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
     if event_id:
         from models.evaluate import simulated_cohort_check, simulated_event_check
         from models.scorer import Scorer
@@ -301,6 +335,87 @@ def eval_command(
         _print_metrics(metrics)
     if write:
         click.echo(f"metrics written to {path}")
+
+
+def _dev_sets(directory: Path, encoder, heads, root: Path) -> dict:
+    """Dev-set logits of a run, cached by its weights and the data folder (encode once)."""
+    import hashlib
+
+    from models.evaluate import dev_logits, load_dev_logits, save_dev_logits
+
+    digest = hashlib.sha256(str(Path(root).resolve()).encode())
+    for name in ("heads.safetensors", "lora.safetensors", "model.json"):
+        if (directory / name).exists():
+            digest.update((directory / name).read_bytes())
+    cache = get_settings().home / "cache" / "dev-logits" / digest.hexdigest()[:16]
+    sets = load_dev_logits(cache)
+    if sets is None:
+        sets = dev_logits(heads, encoder.encode, root)
+        save_dev_logits(sets, cache)
+    return sets
+
+
+@models_group.command("calibrate")
+@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+@click.option(
+    "--artifacts",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Artifacts folder to calibrate (default: models/artifacts).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["balanced", "nll"]),
+    default="balanced",
+    show_default=True,
+    help="Sentiment bias: class-balanced NLL (aims at macro-recall) or plain NLL (the "
+    "out-of-time class mix).",
+)
+def calibrate_command(data: Path | None, artifacts: Path | None, objective: str) -> None:
+    """Fit per-head temperature (+ sentiment class-prior bias) on the dev sets.
+
+    Writes <artifacts>/calibration.json (read by the scorer), the before/after expected
+    calibration error into metrics.json and a reliability plot <artifacts>/reliability.png.
+    The "after" figures are cross-fitted (fit on one half of a dev set, scored on the
+    other). Run `swingdial models eval` afterwards for every metric with calibration.
+
+    \b
+    Examples:
+      swingdial models calibrate
+      swingdial models calibrate --artifacts /tmp/lora --objective nll
+    """
+    import torch
+
+    from models.calibration import CALIBRATION_FILE, reliability_png
+    from models.evaluate import fit_calibration
+    from models.paths import ARTIFACTS_DIR
+    from models.scorer import load_model
+
+    torch.set_num_threads(get_settings().torch_threads or 2)
+    directory = Path(artifacts or ARTIFACTS_DIR)
+    encoder, heads, _ = load_model(directory)
+    sets = _dev_sets(directory, encoder, heads, _data_root(data))
+    params, report = fit_calibration(sets, balanced=objective == "balanced")
+    (directory / CALIBRATION_FILE).write_text(json.dumps(params, indent=2) + "\n")
+    path = directory / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics["calibration"] = report
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    reliability_png(
+        {head: r["reliability"] for head, r in report.items()}, directory / "reliability.png"
+    )
+    for head, r in report.items():
+        p = params[head]
+        bias = f", bias {p['bias']}" if "bias" in p else ""
+        click.echo(
+            f"{head:<10} T {p['temperature']:.3f}{bias}  ECE {r['ece_before']:.3f} -> "
+            f"{r['ece_after']:.3f} (cross-fitted on {r['dev']}, n={r['n']})"
+        )
+    s = report["sentiment"]["cross_fitted"]
+    recall = ", ".join(f"{k} {v:.3f}" for k, v in s["recall"].items())
+    click.echo(
+        f"sentiment out-of-time, cross-fitted: macro-recall {s['macro_recall']:.3f} ({recall})"
+    )
+    click.echo(f"calibration written to {directory / CALIBRATION_FILE}")
 
 
 @models_group.command("bench")
@@ -443,8 +558,20 @@ def promote_command(source: Path) -> None:
 
 
 def _print_metrics(m: dict) -> None:
-    s = m["sentiment"]
-    click.echo(f"sentiment  macro-recall {s['macro_recall']:.3f}  macro-F1 {s['macro_f1']:.3f}")
+    for key, name in (
+        ("sentiment", "TweetEval val (same pool as training)"),
+        ("sentiment_oot", "out-of-time dev"),
+    ):
+        if key not in m:
+            continue
+        s = m[key]
+        if s.get("held_out_of_training") is False:
+            name += " (NOT held out: this run trained on it)"
+        recall = ", ".join(f"{k} {v:.3f}" for k, v in s.get("recall", {}).items())
+        click.echo(
+            f"sentiment  {name}: macro-recall {s['macro_recall']:.3f}  macro-F1 "
+            f"{s['macro_f1']:.3f}  (recall {recall})"
+        )
     click.echo(f"emotion    macro-F1 {m['emotion']['macro_f1']:.3f}")
     click.echo("P-Stance   (favor/against)   macro-F1   F1avg(3-way)  none-rate")
     for target, row in m["pstance"].items():
@@ -454,6 +581,12 @@ def _print_metrics(m: dict) -> None:
     click.echo("TweetEval stance  F1avg (favor/against, 3-way prediction)")
     for target, row in m["tweeteval_stance"].items():
         click.echo(f"  {target:<34}{row['f1avg']:>8.3f}  (n={row['n']})")
+    if "weak_trump_3way" in m:
+        w = m["weak_trump_3way"]
+        click.echo(
+            f"weak Trump dev, 3-way (hashtag labels, noisy; n={w['n']}): F1avg {w['f1avg']:.3f}, "
+            f"none predicted {w['none_share_pred']:.0%} vs {w['none_share_gold']:.0%} gold"
+        )
     if "unrelated_target_none_rate" in m:
         rates = ", ".join(f"{k} {v:.2f}" for k, v in m["unrelated_target_none_rate"].items())
         click.echo(f"unrelated target -> none rate: {rates}")
