@@ -27,7 +27,8 @@ class ScorerConfig:
 
     targets: tuple[str, ...] = ("Donald Trump", "Kamala Harris", "Elon Musk")
     precision: str = "auto"  # one of PRECISIONS
-    cache_size: int = 50_000  # LRU of identical texts
+    cache_size: int = 50_000  # LRU of identical texts ...
+    cache_bytes: int = 256 * 2**20  # ... and of their bytes (models/cache.py)
     threads: int = 0  # 0: the runtime's default (all cores)
     chunk_size: int = 32  # texts per encoder call, after sorting a batch by token length
     runtime_dir: Path = field(default_factory=default_runtime_dir)  # exports + probe cache

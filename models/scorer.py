@@ -14,12 +14,10 @@ Artifacts (``models/artifacts``): ``model.json`` (labels, settings, training met
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.cache import ScoreCache
 from models.calibration import calibrate, read_calibration
 from models.config import PRECISION_ALIASES, ScorerConfig
 from models.cpu import cpu_has_bf16
@@ -197,6 +196,7 @@ class Scorer:
         targets: Sequence[str],
         topics: Sequence[tuple[str, str]] | None = None,
         cache_size: int = 50_000,
+        cache_bytes: int = 256 * 2**20,
         sentiment_model: HFSentiment | None = None,
         chunk_size: int = 32,
         calibration: dict | None = None,
@@ -212,7 +212,7 @@ class Scorer:
         self.cache_size = max(0, int(cache_size))
         self.sentiment_model = sentiment_model
         self.encoder_calls = 0  # texts sent through the encoder (tests and metrics use it)
-        self._cache: OrderedDict[str, dict] = OrderedDict()
+        self._cache = ScoreCache(self.cache_size, cache_bytes)
         self._lock = threading.RLock()
         self._target_emb = self.encoder.encode(self.targets)
         self.set_topics(topics or DEFAULT_TOPICS)
@@ -247,17 +247,10 @@ class Scorer:
             results = dict(zip(fresh, self._score_fresh(fresh), strict=True)) if fresh else {}
             out: list[dict] = []
             for text in texts:
-                if text in results:
-                    item = results[text]
-                else:
-                    item = self._cache[text]
-                    self._cache.move_to_end(text)
-                out.append(copy.deepcopy(item))
-            if self.cache_size:
-                for text, item in results.items():
-                    self._cache[text] = item
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+                # Shared, not copied: callers only read outputs (a hot path at cache hits).
+                out.append(results[text] if text in results else self._cache.get(text))
+            for text, item in results.items():
+                self._cache.put(text, item)
             return out
 
     def probabilities(self, task: str, logits: torch.Tensor) -> np.ndarray:
@@ -486,6 +479,7 @@ def load_scorer(
         targets=list(targets if targets is not None else config.targets),
         topics=topics,
         cache_size=config.cache_size,
+        cache_bytes=config.cache_bytes,
         sentiment_model=sentiment_model,
         calibration=read_calibration(directory),
     )

@@ -145,7 +145,10 @@ class Settings(BaseSettings):
         default_factory=default_runtime_dir,
         description="Cache of exported ONNX encoders and the precision probe (rebuildable).",
     )
-    score_cache_size: int = 50_000
+    score_cache_size: int = Field(50_000, ge=0, description="Outputs cached by text (LRU).")
+    score_cache_bytes: int = Field(
+        256 * 2**20, ge=0, description="Bound of that cache in bytes (texts + outputs)."
+    )
     score_stub: bool = Field(
         False,
         description="Benchmarks only: a fixed-output stub instead of the model, to measure "
@@ -239,6 +242,7 @@ class Settings(BaseSettings):
             targets=tuple(self.targets),
             precision=self.score_precision,
             cache_size=self.score_cache_size,
+            cache_bytes=self.score_cache_bytes,
             threads=self.torch_threads,
             chunk_size=self.score_chunk_size,
             runtime_dir=self.score_runtime_dir,

@@ -433,3 +433,22 @@ def test_cohort_check_scores_calls_against_simulator_truth():
     assert history["recall"]["unknown"] == pytest.approx(bio["recall"]["unknown"])  # media/spam
     assert 0.5 < history["accuracy"] <= 1.0
     assert 0.25 < check["voters_with_silent_bio"] < 0.55  # the event file's 40%
+
+
+def test_score_cache_is_bounded_in_bytes_and_entries():
+    from models.cache import ENTRY_OVERHEAD_BYTES, ScoreCache
+
+    cache = ScoreCache(max_entries=100, max_bytes=10 * (ENTRY_OVERHEAD_BYTES + 1000))
+    for i in range(30):
+        cache.put(f"{i:04d}" + "x" * 996, {"i": i})  # 1,000-byte texts
+    assert len(cache) == 10 and cache.bytes <= cache.max_bytes
+    assert "0029" + "x" * 996 in cache and "0019" + "x" * 996 not in cache
+    cache.get("0020" + "x" * 996)  # recently used: survives the next eviction
+    cache.put("new", {"i": -1})
+    assert "0020" + "x" * 996 in cache and "0021" + "x" * 996 not in cache
+    cache.put("y" * 10**6, {"i": -2})  # larger than the whole bound: not cached
+    assert "y" * 10**6 not in cache and cache.bytes <= cache.max_bytes
+    small = ScoreCache(max_entries=3, max_bytes=10**9)
+    for i in range(5):
+        small.put(str(i), {})
+    assert len(small) == 3
