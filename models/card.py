@@ -120,6 +120,15 @@ def render(metrics: dict, meta: dict, version: str) -> str:
             f"P-Stance posts scored towards targets they never mention, share predicted "
             f"`none`: {rates} (Taylor Swift is one of the training distractors).",
         ]
+    if "cohort_benchmark" in metrics:
+        from models.cohort_bench import render as render_cohorts
+
+        lines += [
+            "",
+            "**Cohorts** (who is called `moderate`):",
+            "",
+            render_cohorts(metrics["cohort_benchmark"]),
+        ]
     return "\n".join(lines)
 
 
