@@ -192,7 +192,7 @@ _OPPOSITE = {LEAN_LEFT: LEAN_RIGHT, LEAN_RIGHT: LEAN_LEFT}
 
 
 def stance_call(call: Any, min_confidence: float = MIN_CONFIDENCE) -> str | None:
-    """ "favor"/"against" when the model takes that stance confidently, else None.
+    """The call that counts: "favor"/"against" when the model is confident, else None.
 
     The one rule for what counts as a stance call: the history counts these, and the
     confusion matrix the posterior uses (:mod:`models.cohort_confusion`) is measured with it.
@@ -261,7 +261,7 @@ class CohortHistory:
 # The posterior's assumptions, in one place (models/COHORTS.md says them in words).
 PRIOR: dict[str, float] = {LEAN_LEFT: 0.4, LEAN_RIGHT: 0.4, MODERATE: 0.2}
 CONSISTENCY = 0.95  # share of a person's stance posts on a candidate that follow their lean
-STANCE_SHARE = 0.5  # share of a target's calls made on posts that do take a stance on it
+STANCE_SHARE = 0.5  # share of the posts scored on a target that take a stance on it
 CONFIDENT = 0.8  # posterior probability needed to call a side or cross-pressured
 
 

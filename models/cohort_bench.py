@@ -17,7 +17,8 @@ Authors with bios that say nothing political, each posting 1-8 real, human-label
 Every tweet is scored by the shipped model towards all four candidates, as the worker
 scores every post towards every target, and each author's last call after all their
 posts is compared with the truth. The old count rule (3+ stance posts, a 75% majority
-gives a lean, anything else ``moderate``) runs on the same authors for comparison.
+gives a lean, anything else ``moderate``) runs on the same authors for comparison, and the
+same recipe with 9-20 and 21-40 posts per author shows how much history a call needs.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class Tweet:
 
 
 def half(text: str) -> str:
-    """ "calibration" or "benchmark": a stable split by a hash of the text."""
+    """Which half a tweet is in, "calibration" or "benchmark": stable, by a text hash."""
     return "calibration" if hashlib.sha1(text.encode()).digest()[0] % 2 else "benchmark"
 
 
