@@ -143,6 +143,15 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
             f"P-Stance posts scored towards targets they never mention, share predicted "
             f"`none`: {rates} (Taylor Swift is one of the training distractors).",
         ]
+    if "cohort_benchmark" in metrics:
+        from models.cohort_bench import render as render_cohorts
+
+        lines += [
+            "",
+            "**Cohorts** (who is called `moderate`):",
+            "",
+            render_cohorts(metrics["cohort_benchmark"]),
+        ]
     return "\n".join(lines)
 
 

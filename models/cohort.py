@@ -1,25 +1,42 @@
-"""Which audience an author belongs to: moderate, lean_left, lean_right or unknown.
+"""Which audience an author belongs to: moderate, lean_left, lean_right, unplaced or unknown.
 
 Two signals, both explainable (every call carries the evidence that produced it):
 
 1. :func:`cohort_from_bio` — phrases in the self-description ("swing voter", "MAGA",
    "vote blue", ...). Media outlets and spam accounts are ``unknown`` whatever they say,
-   because they are not voters.
+   because they are not voters; a bio that says nothing political gives ``unplaced``.
 2. :class:`CohortHistory` — a running count of an author's stance calls (favor/against per
    target), small and JSON-serialisable so the worker can keep one per author in a table.
 
-:func:`decide` combines them: the bio wins when it is explicit; the history fills in for
-authors with an empty or neutral bio once they have posted enough.
+:func:`decide` combines them: a self-description wins; for everyone else the
+:func:`posterior` over author types (read through the stance model's measured confusion
+matrix, so a mixed record of noisy *predictions* is not taken for a mixed *person*) names
+the cohort only when it is confident. Everyone without positive evidence stays
+``unplaced``. ``models/COHORTS.md`` is the same in plain words, for the dashboard.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-MODERATE, LEAN_LEFT, LEAN_RIGHT, UNKNOWN = "moderate", "lean_left", "lean_right", "unknown"
+from models.paths import ARTIFACTS_DIR
+
+CONFUSION_PATH = ARTIFACTS_DIR / "cohort_confusion.json"
+NOTE_PATH = Path(__file__).resolve().parent / "COHORTS.md"  # "How cohorts are assigned"
+
+MODERATE, LEAN_LEFT, LEAN_RIGHT = "moderate", "lean_left", "lean_right"
+UNPLACED, UNKNOWN = "unplaced", "unknown"
+# Every cohort label, in legend order (defined here once). ``unplaced``: a voter without
+# positive evidence of a cohort; ``unknown``: not a voter (media, spam).
+COHORTS: tuple[str, ...] = (MODERATE, LEAN_LEFT, LEAN_RIGHT, UNPLACED, UNKNOWN)
+MIN_CONFIDENCE = 0.5  # a favor/against call below this probability is not counted
 
 # Checked first and removed from the text, so "fiscally conservative, socially liberal" or
 # "former Republican" do not also count as partisan phrases.
@@ -144,7 +161,7 @@ def cohort_from_bio(bio: str) -> tuple[str, list[str]]:
     """
     text = (bio or "").strip()
     if not text:
-        return UNKNOWN, []
+        return UNPLACED, []
     not_voter = _find("not_a_voter", text)
     if not_voter:
         return UNKNOWN, not_voter
@@ -160,7 +177,7 @@ def cohort_from_bio(bio: str) -> tuple[str, list[str]]:
         return MODERATE, moderate + partisan
     if partisan:
         return side, partisan + moderate
-    return UNKNOWN, []
+    return UNPLACED, []
 
 
 # Which side favouring a target counts for; targets not listed (e.g. Elon Musk) are ignored.
@@ -174,6 +191,22 @@ DEFAULT_TARGET_SIDES: dict[str, str] = {
 _OPPOSITE = {LEAN_LEFT: LEAN_RIGHT, LEAN_RIGHT: LEAN_LEFT}
 
 
+def stance_call(call: Any, min_confidence: float = MIN_CONFIDENCE) -> str | None:
+    """The call that counts: "favor"/"against" when the model is confident, else None.
+
+    The one rule for what counts as a stance call: the history counts these, and the
+    confusion matrix the posterior uses (:mod:`models.cohort_confusion`) is measured with it.
+    """
+    if isinstance(call, Mapping):
+        label = str(call.get("label", "none"))
+        score = float(call.get("scores", {}).get(label, 1.0))
+    else:
+        label, score = str(call), 1.0
+    if label not in ("favor", "against") or score < min_confidence:
+        return None
+    return label
+
+
 @dataclass
 class CohortHistory:
     """Running stance evidence of one author: counts only, so it stays small forever."""
@@ -182,17 +215,13 @@ class CohortHistory:
     stance_posts: int = 0  # posts with at least one confident favor/against call
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # target -> label -> n
 
-    def add(self, stance: Mapping[str, Any], min_confidence: float = 0.5) -> None:
+    def add(self, stance: Mapping[str, Any], min_confidence: float = MIN_CONFIDENCE) -> None:
         """Record one post's stance: ``{target: label}`` or ``{target: {"label", "scores"}}``."""
         self.posts += 1
         counted = False
         for target, call in stance.items():
-            if isinstance(call, Mapping):
-                label = str(call.get("label", "none"))
-                score = float(call.get("scores", {}).get(label, 1.0))
-            else:
-                label, score = str(call), 1.0
-            if label not in ("favor", "against") or score < min_confidence:
+            label = stance_call(call, min_confidence)
+            if label is None:
                 continue
             per = self.counts.setdefault(target, {"favor": 0, "against": 0})
             per[label] = per.get(label, 0) + 1
@@ -229,22 +258,128 @@ class CohortHistory:
         )
 
 
+# The posterior's assumptions, in one place (models/COHORTS.md says them in words).
+PRIOR: dict[str, float] = {LEAN_LEFT: 0.4, LEAN_RIGHT: 0.4, MODERATE: 0.2}
+CONSISTENCY = 0.95  # share of a person's stance posts on a candidate that follow their lean
+STANCE_SHARE = 0.5  # share of the posts scored on a target that take a stance on it
+CONFIDENT = 0.8  # posterior probability needed to call a side or cross-pressured
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """P(model's call | true stance) per target, from the measured counts (+1 smoothing)."""
+
+    rates: dict[str, dict[str, dict[str, float]]]  # target -> truth -> call -> probability
+    pooled: dict[str, dict[str, float]]  # for targets that were not measured
+    version: str  # the model version the counts were measured with
+
+    @classmethod
+    def from_counts(cls, data: Mapping[str, Any]) -> Confusion:
+        def norm(per: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, float]]:
+            out = {}
+            for truth, row in per.items():
+                total = sum(row.values()) + len(row)
+                out[truth] = {call: (n + 1) / total for call, n in row.items()}
+            return out
+
+        return cls(
+            rates={t: norm(per) for t, per in data["targets"].items()},
+            pooled=norm(data["pooled"]),
+            version=str(data.get("model_version", "?")),
+        )
+
+    def favor_share(self, target: str, favors: bool) -> float:
+        """P(a call on ``target`` is favor | the author favors / opposes it, a call was made).
+
+        A call comes from a post that takes a stance on the target (``STANCE_SHARE``;
+        the author follows their lean ``CONSISTENCY`` of the time) or from one that does
+        not (the model's false calls on no-stance tweets).
+        """
+        c = self.rates.get(target, self.pooled)
+        lean = CONSISTENCY if favors else 1.0 - CONSISTENCY
+
+        def p(call: str) -> float:
+            stance = lean * c["favor"][call] + (1.0 - lean) * c["against"][call]
+            return STANCE_SHARE * stance + (1.0 - STANCE_SHARE) * c["none"][call]
+
+        return p("favor") / (p("favor") + p("against"))
+
+
+@lru_cache(maxsize=4)
+def load_confusion(path: Path = CONFUSION_PATH) -> Confusion:
+    """The matrix measured by ``python -m models.cohort_confusion`` (shipped in artifacts)."""
+    return Confusion.from_counts(json.loads(Path(path).read_text()))
+
+
+def posterior(
+    history: CohortHistory,
+    *,
+    sides: Mapping[str, str] = DEFAULT_TARGET_SIDES,
+    confusion: Confusion | None = None,
+    prior: Mapping[str, float] = PRIOR,
+) -> dict[str, float]:
+    """P(author type | the model's calls): lean_left, lean_right or moderate (cross-pressured).
+
+    A partisan favors their side's candidates and opposes the other side's. A
+    cross-pressured author leans on each candidate too, but not all in one direction (e.g.
+    for Trump and for Sanders): every non-aligned combination of leans over the candidates
+    they have posted about is equally likely. Each call is read through the confusion
+    matrix, so a mixed record that the model's errors explain is not evidence of a mixed
+    person; one candidate alone can never show cross-pressure.
+    """
+    confusion = confusion or load_confusion()
+    lean_right = lean_left = total = 0.0
+    observed = 0
+    for target, per in history.counts.items():
+        side = sides.get(target)
+        nf, na = per.get("favor", 0), per.get("against", 0)
+        if side is None or nf + na == 0:
+            continue
+        observed += 1
+        pro, anti = (confusion.favor_share(target, f) for f in (True, False))
+        log_pro = nf * math.log(pro) + na * math.log1p(-pro)
+        log_anti = nf * math.log(anti) + na * math.log1p(-anti)
+        lean_right += log_pro if side == LEAN_RIGHT else log_anti
+        lean_left += log_anti if side == LEAN_RIGHT else log_pro
+        total += max(log_pro, log_anti) + math.log1p(math.exp(-abs(log_pro - log_anti)))
+    log_lik = {LEAN_LEFT: lean_left, LEAN_RIGHT: lean_right, MODERATE: -math.inf}
+    if observed >= 2:  # all combinations minus the two aligned ones, each equally likely
+        rest = 1.0 - math.exp(lean_right - total) - math.exp(lean_left - total)
+        log_lik[MODERATE] = total + math.log(max(rest, 1e-300)) - math.log(2**observed - 2)
+    log_post = {k: math.log(prior[k]) + v for k, v in log_lik.items()}
+    top = max(log_post.values())
+    weights = {k: math.exp(v - top) for k, v in log_post.items()}
+    norm = sum(weights.values())
+    return {k: w / norm for k, w in weights.items()}
+
+
+def how_cohorts_are_assigned() -> str:
+    """The short plain-words note (markdown) the dashboard shows one click away."""
+    return NOTE_PATH.read_text(encoding="utf-8")
+
+
+def _percent(post: Mapping[str, float]) -> str:
+    return (
+        f"cross-pressured {post[MODERATE]:.0%}, left {post[LEAN_LEFT]:.0%}, "
+        f"right {post[LEAN_RIGHT]:.0%}"
+    )
+
+
 def decide(
     bio_call: tuple[str, list[str]] | Any,
     history: CohortHistory | Mapping[str, Any] | None,
     min_posts: int = 3,
     *,
     sides: Mapping[str, str] = DEFAULT_TARGET_SIDES,
-    lean_share: float = 0.75,
-    override_share: float = 0.9,
+    confusion: Confusion | None = None,
+    confident: float = CONFIDENT,
 ) -> tuple[str, list[str]]:
     """Combine the bio call with the stance history; returns (label, evidence).
 
-    - media/spam bios stay ``unknown``; partisan bios keep their label;
-    - a self-described moderate only moves to a lean when the history is overwhelming
-      (``override_share`` of partisan points over at least ``2 * min_posts`` posts);
-    - no/neutral bio: with ``min_posts`` stance posts, a ``lean_share`` majority gives a lean,
-      a mixed record gives ``moderate``.
+    - media/spam bios stay ``unknown``; a self-description (moderate or partisan) wins;
+    - a bio that says nothing political: with ``min_posts`` stance posts, the
+      :func:`posterior` names the cohort when it is at least ``confident``
+      (``moderate`` = cross-pressured); otherwise, and before that, ``unplaced``.
     """
     if isinstance(bio_call, tuple):
         label, evidence = bio_call[0], list(bio_call[1])
@@ -256,23 +391,19 @@ def decide(
         history = CohortHistory.from_dict(history)
     evidence = [f"bio: {e}" for e in evidence]
     pts = history.points(sides)
-    total = pts[LEAN_LEFT] + pts[LEAN_RIGHT]
     summary = (
         f"history: {history.stance_posts}/{history.posts} posts with stance, "
         f"left {pts[LEAN_LEFT]} vs right {pts[LEAN_RIGHT]}"
     )
     if label == UNKNOWN and evidence:  # media or spam: not a voter
         return UNKNOWN, evidence
-    if history.stance_posts < min_posts or total == 0:
+    if label in (MODERATE, LEAN_LEFT, LEAN_RIGHT):  # the author said so
         return label, evidence + ([summary] if history.posts else [])
-    top = LEAN_LEFT if pts[LEAN_LEFT] >= pts[LEAN_RIGHT] else LEAN_RIGHT
-    share = pts[top] / total
-    if label in (LEAN_LEFT, LEAN_RIGHT):
-        return label, evidence + [summary]
-    if label == MODERATE:
-        if share >= override_share and history.stance_posts >= 2 * min_posts:
-            return top, evidence + [summary, f"history overrides bio ({share:.0%} {top})"]
-        return MODERATE, evidence + [summary]
-    if share >= lean_share:
-        return top, evidence + [summary, f"{share:.0%} of stance points {top}"]
-    return MODERATE, evidence + [summary, f"mixed record ({share:.0%} {top})"]
+    if history.stance_posts < min_posts:
+        return UNPLACED, [summary] if history.posts else []
+    post = posterior(history, sides=sides, confusion=confusion)
+    best = max(post, key=post.__getitem__)
+    reading = f"posterior with the model's measured error rates: {_percent(post)}"
+    if post[best] >= confident:
+        return best, [summary, reading]
+    return UNPLACED, [summary, reading, f"no cohort reaches {confident:.0%}"]

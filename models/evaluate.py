@@ -356,6 +356,7 @@ def simulated_cohort_check(
         LEAN_RIGHT,
         MODERATE,
         UNKNOWN,
+        UNPLACED,
         CohortHistory,
         cohort_from_bio,
         decide,
@@ -398,6 +399,7 @@ def simulated_cohort_check(
             "macro_recall": round(float(np.mean(recall)), 4),
             "recall": {lab: round(float(r), 4) for lab, r in zip(labels, recall, strict=True)},
             "called_unknown": round(float(np.mean(np.array(pred) == UNKNOWN)), 4),
+            "called_unplaced": round(float(np.mean(np.array(pred) == UNPLACED)), 4),
         }
 
     authors = list(last_call)
@@ -407,7 +409,9 @@ def simulated_cohort_check(
         "authors": len(authors),
         "min_posts": min_posts,
         "voters_with_silent_bio": round(
-            float(np.mean([bio_says[a] == UNKNOWN for a in authors if author_truth[a] != UNKNOWN])),
+            float(
+                np.mean([bio_says[a] == UNPLACED for a in authors if author_truth[a] != UNKNOWN])
+            ),
             4,
         ),
         "with_history": summary(with_history),

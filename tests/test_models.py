@@ -1,4 +1,4 @@
-"""Tests for models/: scorer contract and behaviour, cache, HF opt-in, cohort rules.
+"""Tests for models/: scorer contract and behaviour, cache, HF opt-in (cohorts: test_cohort.py).
 
 The scorer loads once per module (encoder ~5 s). Tests that need the labelled data skip
 with a reason when ``settings.shared_data`` is absent.
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from models.cohort import CohortHistory, cohort_from_bio, decide
 from models.paths import ARTIFACTS_DIR
 from models.scorer import OTHER_TOPIC, load_scorer, map_sentiment_labels
 from stream.config import Settings
@@ -274,94 +273,6 @@ def test_sentiment_val_accuracy_sample(scorer, data_root):
     assert recall_score(gold, pred, average="macro") > 0.55
 
 
-# --- cohort ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("bio", "label", "phrase"),
-    [
-        ("Independent. Swing voter in PA", "moderate", "Swing voter"),
-        ("undecided, tired of both parties", "moderate", "both parties"),
-        ("centrist dad", "moderate", "centrist"),
-        ("Fiscally conservative, socially liberal", "moderate", "Fiscally"),
-        ("MAGA patriot | 2A | Trump 2024", "lean_right", "MAGA"),
-        ("Proud conservative. Pro-life. America First", "lean_right", "America First"),
-        ("Progressive. #Resist. Vote blue", "lean_left", "Progressive"),
-        ("Democrat, BLM, pro-choice, Harris 2024", "lean_left", "Harris 2024"),
-        ("Breaking news and politics from DC", "unknown", "news"),
-        ("Follow back! crypto giveaway, DM for promo", "unknown", "crypto"),
-        ("Editor at Axios. Signal for tips.", "unknown", "Editor at"),
-        ("Producer @CNN. Elections.", "unknown", "Producer @"),
-        ("Free SOL airdrops every day", "unknown", "airdrops"),
-        ("ETH trader | 10x gains daily | DM me", "unknown", "10x gains"),
-        ("Financial freedom coach. Link below", "unknown", "Financial freedom"),
-        ("Editor of my own life. Dad.", "unknown", None),
-        ("pro-life Democrat", "moderate", "pro-life"),
-        ("", "unknown", None),
-        ("coffee, hiking, dogs", "unknown", None),
-        ("Democracy lover", "unknown", None),
-    ],
-)
-def test_cohort_from_bio(bio, label, phrase):
-    got, evidence = cohort_from_bio(bio)
-    assert got == label
-    if phrase is None:
-        assert evidence == []
-    else:
-        assert any(phrase.lower() in e.lower() for e in evidence), evidence
-
-
-def test_cohort_history_roundtrip_and_points():
-    h = CohortHistory()
-    h.add({"Donald Trump": "favor", "Kamala Harris": "none"})
-    h.add({"Donald Trump": {"label": "favor", "scores": {"favor": 0.9}}})
-    h.add({"Kamala Harris": {"label": "against", "scores": {"against": 0.4}}})  # unsure: ignored
-    h.add({"Elon Musk": "favor"})  # not a partisan target
-    assert h.posts == 4
-    assert h.stance_posts == 3
-    assert h.points() == {"lean_left": 0, "lean_right": 2}
-    again = CohortHistory.from_dict(json.loads(json.dumps(h.to_dict())))
-    assert again == h
-
-
-def _history(*calls):
-    h = CohortHistory()
-    for call in calls:
-        h.add(call)
-    return h
-
-
-def test_decide_combines_bio_and_history():
-    right = _history(*[{"Donald Trump": "favor"}] * 3, {"Kamala Harris": "against"})
-    mixed = _history(
-        {"Donald Trump": "favor"}, {"Donald Trump": "against"}, {"Kamala Harris": "favor"}
-    )
-    label, ev = decide(("unknown", []), right)
-    assert label == "lean_right" and any("history" in e for e in ev)
-    assert decide(("unknown", []), mixed)[0] == "moderate"
-    assert decide(("unknown", []), _history({"Donald Trump": "favor"}))[0] == "unknown"
-    assert decide(("unknown", ["news"]), right)[0] == "unknown"  # media stays unknown
-    label, ev = decide(("moderate", ["swing voter"]), right)
-    assert label == "moderate" and "bio: swing voter" in ev
-    strong = _history(*[{"Donald Trump": "favor"}] * 7)
-    assert decide(("moderate", ["swing voter"]), strong)[0] == "lean_right"
-    assert decide(("lean_left", ["vote blue"]), right.to_dict())[0] == "lean_left"
-    assert decide(cohort_from_bio("Independent"), None)[0] == "moderate"
-
-
-def test_scorer_output_feeds_history(scorer):
-    outs = scorer.score_texts(
-        [
-            "Trump 2024! Best president ever #MAGA",
-            "Four more years for Trump, he has my vote #Trump2024",
-            "Donald Trump is the only one who can fix this country, vote Trump",
-        ]
-    )
-    h = _history(*[o["stance"] for o in outs])
-    assert h.points()["lean_right"] >= 2
-    assert decide(("unknown", []), h, min_posts=2)[0] == "lean_right"
-
-
 def test_embeddings_are_normalised(scorer):
     emb = scorer.embed(["one", "two words"])
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
@@ -375,64 +286,6 @@ def test_event_topics_compose_label_description_keywords():
 
     got = event_topics([Topic(), {"id": "other", "label": "Other", "description": ""}])
     assert got == [("economy", "Economy: Prices and jobs. (gas)"), ("other", "Other")]
-
-
-@pytest.mark.parametrize(
-    ("bio", "cohort"),
-    [
-        ("Mom of two in Michigan. Not a fan of either party.", "moderate"),
-        ("Voted Obama twice, then Trump. Still figuring out 2024.", "moderate"),
-        ("Engineer. Fiscally conservative, socially live and let live.", "moderate"),
-        ("Teacher, reader, coffee addict. Harris-Walz 2024", "lean_left"),
-        ("She/her. Reproductive rights are human rights.", "lean_left"),
-        ("Proud American. God, family, country.", "lean_right"),
-    ],
-)
-def test_everyday_self_descriptions(bio, cohort):
-    from models.cohort import cohort_from_bio
-
-    assert cohort_from_bio(bio)[0] == cohort
-
-
-class _TruthStanceScorer:
-    """Answers each text's stance with the simulator's own truth: isolates the cohort logic."""
-
-    def __init__(self, truth: dict[str, dict]) -> None:
-        self.truth = truth
-
-    def score_texts(self, texts):
-        return [
-            {
-                "stance": {
-                    t: {"label": lab, "scores": {lab: 1.0}} for t, lab in self.truth[x].items()
-                }
-            }
-            for x in texts
-        ]
-
-
-def test_cohort_check_scores_calls_against_simulator_truth():
-    from models.evaluate import simulated_cohort_check
-    from stream.events import load_event
-    from stream.sources.simulator import simulate
-
-    event = load_event("trump-musk-2024")
-    truth = {
-        r.post.text: r.post.truth["stance"]
-        for r in simulate(event, "cohort-eval", seed=3, speed=0, rate_scale=0.3)
-        if r.post is not None and r.post.truth
-    }
-    check = simulated_cohort_check(
-        _TruthStanceScorer(truth), "trump-musk-2024", seed=3, rate_scale=0.3
-    )
-    assert check["posts"] > 5000 and check["authors"] > 500
-    history, bio = check["with_history"], check["bio_only"]
-    # Perfect stance calls: the history can only add correct leans to silent bios.
-    assert history["accuracy"] > bio["accuracy"]
-    assert history["called_unknown"] < bio["called_unknown"]
-    assert history["recall"]["unknown"] == pytest.approx(bio["recall"]["unknown"])  # media/spam
-    assert 0.5 < history["accuracy"] <= 1.0
-    assert 0.25 < check["voters_with_silent_bio"] < 0.55  # the event file's 40%
 
 
 def test_score_cache_is_bounded_in_bytes_and_entries():
