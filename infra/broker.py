@@ -1,7 +1,7 @@
 """Start, stop and inspect the local Kafka broker: one node, or a KRaft cluster of several.
 
 The broker's jars come from Maven Central through ``infra/pom.xml``; Maven keeps them in
-``~/.m2`` and we only keep the resolved classpath. Data lives under ``Settings.kafka_dir``
+``~/.m2`` and we only keep the resolved classpath. Data lives under ``settings.kafka_dir``
 (``node-N`` per node of a cluster) so a restart keeps every topic and offset.
 """
 
@@ -18,9 +18,33 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
-from stream.config import Settings
-from stream.listeners import NonLoopbackError, require_loopback
+from infra.net import NonLoopbackError, require_loopback
+
+
+class BrokerSettings(Protocol):
+    """What the broker needs of the project's settings (``stream.config.Settings`` has it);
+    infra/ imports nothing from the rest of the project."""
+
+    kafka_dir: Path
+    kafka_controller_port: int
+    kafka_heap: str
+    kafka_node_heap: str
+    kafka_nodes: int
+    partitions: int
+    allow_non_loopback: bool
+
+    @property
+    def replication_factor(self) -> int: ...
+
+    @property
+    def min_insync_replicas(self) -> int: ...
+
+    def bootstrap_servers(self) -> list[str]: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
+
 
 INFRA_DIR = Path(__file__).resolve().parent
 POM = INFRA_DIR / "pom.xml"
@@ -119,7 +143,7 @@ class NodeSpec:
     root: Path
 
 
-def cluster_layout(settings: Settings, nodes: int | None = None) -> list[NodeSpec]:
+def cluster_layout(settings: BrokerSettings, nodes: int | None = None) -> list[NodeSpec]:
     """The nodes ``broker start`` runs: one per bootstrap address (ports + 2*i if only one).
 
     A single node keeps its data directly under ``kafka_dir`` (as before clusters existed);
@@ -145,10 +169,10 @@ def cluster_layout(settings: Settings, nodes: int | None = None) -> list[NodeSpe
     return specs
 
 
-def _check_loopback(settings: Settings, host: str) -> None:
+def _check_loopback(settings: BrokerSettings, host: str) -> None:
     # Checked before anything connects: the local broker never listens off this machine.
     try:
-        require_loopback(host, "the local Kafka broker", settings)
+        require_loopback(host, "the local Kafka broker", settings.allow_non_loopback)
     except NonLoopbackError as exc:
         raise BrokerError(
             f"{exc} (for your own cluster set SWINGDIAL_KAFKA_BOOTSTRAP and skip `broker start`)"
@@ -158,7 +182,7 @@ def _check_loopback(settings: Settings, host: str) -> None:
 class BrokerNode:
     """One broker JVM: its properties, storage, pid file and log under ``spec.root``."""
 
-    def __init__(self, settings: Settings, spec: NodeSpec, voters: str, heap: str) -> None:
+    def __init__(self, settings: BrokerSettings, spec: NodeSpec, voters: str, heap: str) -> None:
         self.settings = settings
         self.spec = spec
         self.voters = voters
@@ -248,7 +272,7 @@ class Broker:
     """The local KRaft cluster described by ``settings``: ``kafka_nodes`` combined nodes on
     loopback (one node by default), data under ``kafka_dir``."""
 
-    def __init__(self, settings: Settings, nodes: int | None = None) -> None:
+    def __init__(self, settings: BrokerSettings, nodes: int | None = None) -> None:
         count = nodes or settings.kafka_nodes
         self.settings = settings.model_copy(update={"kafka_nodes": count})
         specs = cluster_layout(self.settings)
@@ -406,8 +430,6 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def prefetch() -> None:
+def prefetch(kafka_dir: Path) -> None:
     """Resolve the broker's jars now (setup step), so the first start is quick."""
-    from stream.config import get_settings
-
-    resolve_classpath(BrokerPaths(get_settings().kafka_dir))
+    resolve_classpath(BrokerPaths(kafka_dir))

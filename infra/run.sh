@@ -58,7 +58,7 @@ setup_python() {
 
 setup_broker_jars() {
   # Resolve Apache Kafka from Maven Central once (jars stay in ~/.m2).
-  "$VENV/bin/python" -c "from infra.broker import prefetch; prefetch()"
+  "$VENV/bin/python" -c "from infra.broker import prefetch; from stream.config import get_settings; prefetch(get_settings().kafka_dir)"
 }
 
 setup() {

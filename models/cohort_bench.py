@@ -30,6 +30,7 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from models.cohort import (
@@ -44,6 +45,7 @@ from models.cohort import (
     decide,
 )
 from models.cohort_confusion import PSTANCE_CANDIDATES, Tweet, half, no_stance_on_candidates
+from models.paths import DEFAULT_SHARED_DATA
 
 ISSUE = "issue_only"  # truth of authors who take no stance on candidates: not moderate
 MIX = {LEAN_LEFT: 0.35, LEAN_RIGHT: 0.35, MODERATE: 0.2, ISSUE: 0.1}
@@ -265,13 +267,12 @@ def render(result: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_SHARED_DATA)
     parser.add_argument("--authors", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--write", action="store_true", help="store in metrics.json + card")
     args = parser.parse_args(argv)
-    from stream.config import get_settings  # the CLI entry only: where the shared data lives
-
-    result = benchmark(get_settings().shared_data, args.authors, args.seed)
+    result = benchmark(args.data, args.authors, args.seed)
     print(render(result))
     if args.write:
         from models.card import update_card

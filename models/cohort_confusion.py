@@ -34,7 +34,7 @@ from typing import Any
 
 from models.cohort import CONFUSION_PATH, MIN_CONFIDENCE, stance_call
 from models.data import read_jsonl
-from models.paths import ARTIFACTS_DIR
+from models.paths import ARTIFACTS_DIR, DEFAULT_SHARED_DATA
 
 CANDIDATES: tuple[str, ...] = ("Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton")
 PSTANCE_CANDIDATES = CANDIDATES[:3]
@@ -157,10 +157,12 @@ def build_artifact(root: Path | str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    from stream.config import get_settings  # settings only: where the shared data lives
+def main(argv: list[str] | None = None) -> None:
+    import argparse
 
-    artifact = build_artifact(get_settings().shared_data)
+    parser = argparse.ArgumentParser(description="Measure the stance confusion matrix.")
+    parser.add_argument("--data", type=Path, default=DEFAULT_SHARED_DATA)
+    artifact = build_artifact(parser.parse_args(argv).data)
     CONFUSION_PATH.write_text(json.dumps(artifact, indent=1) + "\n")
     for target, per in {**artifact["targets"], "pooled": artifact["pooled"]}.items():
         cells = "; ".join(

@@ -16,17 +16,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.config import PRECISIONS, ScorerConfig, default_runtime_dir
+from models.paths import DEFAULT_SHARED_DATA
 
 DEFAULT_TARGETS = ["Donald Trump", "Kamala Harris", "Elon Musk"]
 
 
 def _default_home() -> Path:
     return Path.home() / ".local" / "share" / "swingdial"
-
-
-def _default_shared_data() -> Path:
-    # ../shared/data next to the project checkout (where CI and developers find it).
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 class Settings(BaseSettings):
@@ -155,7 +151,7 @@ class Settings(BaseSettings):
         "the pipeline's ceiling without it.",
     )
     torch_threads: int = 0  # 0: leave torch's default
-    shared_data: Path = Field(default_factory=_default_shared_data)
+    shared_data: Path = DEFAULT_SHARED_DATA
     events_dir: Path | None = Field(
         None,
         description="A folder of your own event files (<id>.yaml), searched before the "

@@ -1,37 +1,14 @@
-"""The one rule for every listening socket: loopback only unless explicitly allowed.
-
-The broker, the worker's web server, the query server and the dashboard serve data
-without authentication, so none of them binds to an address other machines can reach
-unless ``SWINGDIAL_ALLOW_NON_LOOPBACK=true``.
-"""
+"""Loopback-only listeners (the rule lives in ``infra/net.py``), with the setting applied."""
 
 from __future__ import annotations
 
-import ipaddress
-
+from infra import net
+from infra.net import NonLoopbackError, is_loopback
 from stream.config import Settings
 
-
-class NonLoopbackError(ValueError):
-    """A listener was asked to bind to an address other machines can reach."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IPs (127.0.0.0/8, ::1); false for 0.0.0.0 or ''."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
+__all__ = ["NonLoopbackError", "is_loopback", "require_loopback"]
 
 
 def require_loopback(host: str, what: str, settings: Settings) -> None:
-    """Refuse (raise :class:`NonLoopbackError`) to serve ``what`` on a non-loopback host."""
-    if is_loopback(host) or settings.allow_non_loopback:
-        return
-    raise NonLoopbackError(
-        f"refusing to run {what} on {host!r}: it listens on loopback only; set "
-        "SWINGDIAL_ALLOW_NON_LOOPBACK=true to allow other machines to connect"
-    )
+    """Refuse to serve ``what`` on a non-loopback host unless the settings allow it."""
+    net.require_loopback(host, what, settings.allow_non_loopback)

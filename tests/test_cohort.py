@@ -148,8 +148,8 @@ class _TruthStanceScorer:
 
 
 def test_cohort_check_scores_calls_against_simulator_truth():
-    from models.evaluate import simulated_cohort_check
     from stream.events import load_event
+    from stream.model_checks import simulated_cohort_check
     from stream.sources.simulator import simulate
 
     event = load_event("trump-musk-2024")

@@ -308,8 +308,8 @@ def eval_command(
     metrics["model_version"] = model_version(directory, meta)
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
     if event_id:
-        from models.evaluate import simulated_cohort_check, simulated_event_check
         from models.scorer import Scorer
+        from stream.model_checks import simulated_cohort_check, simulated_event_check
 
         scorer = Scorer(encoder, heads, version=metrics["model_version"], targets=settings.targets)
         metrics["simulated_event"] = simulated_event_check(scorer, event_id)
