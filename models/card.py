@@ -209,18 +209,21 @@ def _calibration_table(report: dict, params: dict) -> list[str]:
     return lines
 
 
-def update_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> None:
+def rendered_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> str:
+    """The card's text with its metrics block rendered from the artifacts."""
+    from models.calibration import read_calibration
     from models.scorer import model_version, read_meta
 
     meta = read_meta(directory)
     metrics = json.loads((directory / "metrics.json").read_text())
-    from models.calibration import read_calibration
-
     block = render(metrics, meta, model_version(directory, meta), read_calibration(directory))
-    text = card.read_text()
-    head, _, rest = text.partition(START)
+    head, _, rest = card.read_text().partition(START)
     _, _, tail = rest.partition(END)
-    card.write_text(f"{head}{START}\n{block}\n{END}{tail}")
+    return f"{head}{START}\n{block}\n{END}{tail}"
+
+
+def update_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> None:
+    card.write_text(rendered_card(directory, card))
 
 
 if __name__ == "__main__":

@@ -305,3 +305,10 @@ def test_score_cache_is_bounded_in_bytes_and_entries():
     for i in range(5):
         small.put(str(i), {})
     assert len(small) == 3
+
+
+def test_model_card_matches_the_artifacts():
+    """MODEL_CARD.md's metrics block is what `python -m models.card` renders (no drift)."""
+    from models.card import CARD, rendered_card
+
+    assert CARD.read_text() == rendered_card(), "run: python -m models.card"
