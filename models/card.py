@@ -90,6 +90,8 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
                 else:
                     enc_text = f"{enc} ({row['note']})" if row.get("note") else enc
                 lines.append(f"| {target} | {enc_text} | {row['f1avg']:.3f} | {mf1} |")
+        if "loto_lora_note" in metrics:
+            lines += ["", f"LoRA rows: {metrics['loto_lora_note']}."]
     if "handwritten_unseen" in metrics:
         lines += [
             "",
