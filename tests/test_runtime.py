@@ -121,7 +121,7 @@ def test_sorted_chunks_restore_input_order():
 
     out = embed_sorted(runtime, ids, chunk_size=3, dim=2)
     assert out[:, 0].tolist() == [5, 1, 9, 3, 3, 12, 2]
-    assert widths == [3, 5, 12]  # each chunk padded to its own longest text
+    assert widths == [3, 9, 12]  # each chunk padded to its own longest text
     widths.clear()
     embed_sorted(runtime, ids, chunk_size=3, dim=2, sort=False)
     assert widths == [9, 12, 2]
