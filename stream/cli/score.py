@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from typing import IO
 
 import click
 
+from models.config import PRECISIONS
 from stream.config import get_settings
 
 
@@ -53,8 +55,22 @@ def _read_lines(handle: IO[str]) -> Iterator[tuple[int, dict | None, str]]:
     default=None,
     help='Comma-separated stance targets (default: "Donald Trump,Kamala Harris,Elon Musk").',
 )
-@click.option("--batch-size", type=int, default=64, show_default=True)
-def score_command(input_path: str, output_path: str, targets: str | None, batch_size: int) -> None:
+@click.option(
+    "--batch-size",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Posts per scorer call (sorted by length into encoder chunks inside).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(list(PRECISIONS)),
+    default=None,
+    help="Encoder runtime/precision (default: settings' score_precision, 'auto').",
+)
+def score_command(
+    input_path: str, output_path: str, targets: str | None, batch_size: int, precision: str | None
+) -> None:
     """Score posts from a JSONL file into JSONL, with the same model code as the worker.
 
     Each output line: {"id", "sentiment": {"label", "scores": {negative, neutral,
@@ -72,9 +88,12 @@ def score_command(input_path: str, output_path: str, targets: str | None, batch_
 
     settings = get_settings()
     target_list = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
-    scorer = load_scorer(settings, targets=target_list or settings.targets)
+    scorer = load_scorer(
+        settings.scorer_config(), targets=target_list or settings.targets, precision=precision
+    )
     bad = 0
     written = 0
+    start = time.perf_counter()  # after the model loaded: the scoring rate
     source = sys.stdin if input_path == "-" else open(input_path, encoding="utf-8")  # noqa: SIM115
     sink = sys.stdout if output_path == "-" else open(output_path, "w", encoding="utf-8")  # noqa: SIM115
     try:
@@ -104,7 +123,12 @@ def score_command(input_path: str, output_path: str, targets: str | None, batch_
             source.close()
         if sink is not sys.stdout:
             sink.close()
-    click.echo(f"scored {written} posts with {scorer.version}; skipped {bad}", err=True)
+    elapsed = time.perf_counter() - start
+    click.echo(
+        f"scored {written} posts with {scorer.version} in {elapsed:.1f} s "
+        f"({written / max(elapsed, 1e-9):.0f} posts/s); skipped {bad}",
+        err=True,
+    )
     if bad:
         raise SystemExit(1)
 

@@ -1,0 +1,190 @@
+"""The inference runtimes: ONNX export from the package weights, int8 vs fp32, the
+precision probe and its cache, length-sorted chunks, the version string, and the rule
+that models/ imports nothing from stream/ or dashboard/.
+
+The ONNX files are exported once for the module into a temporary runtime folder.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.config import PRECISIONS, ScorerConfig
+from models.paths import ARTIFACTS_DIR
+from models.runtime import cached_probe, embed_sorted, fastest, pad_chunk, probe_texts
+from models.scorer import (
+    RUNTIME_GATE,
+    allowed_variants,
+    artifacts_hash,
+    build_encoder,
+    choose_variant,
+    export_runtime,
+    load_scorer,
+    probe_file,
+)
+from stream.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = [
+    "Trump 2024! Best president ever #MAGA",
+    "Trump is a liar and a crook, he must never be president again",
+    "The livestream is down again, the site keeps crashing and buffering",
+    "Harris had the better answer on the economy tonight",
+    "ok",
+    "Inflation and grocery prices are crushing working families, jobs and wages matter, "
+    "and nobody on that stage said a single word about rent in my city",
+    "just baked banana bread and went for a walk with my dog",
+    "Elon Musk should stick to rockets",
+]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> ScorerConfig:
+    return ScorerConfig(threads=2, runtime_dir=tmp_path_factory.mktemp("runtime"))
+
+
+@pytest.fixture(scope="module")
+def exported(config) -> dict[str, Path]:
+    return export_runtime(config)
+
+
+def test_models_import_nothing_from_stream_or_dashboard():
+    # evaluate.py's simulated-event checks still import the simulator (owned by the
+    # accuracy work; see the runtime branch's report): the one known exception.
+    allowed = {("evaluate.py", "stream.events"), ("evaluate.py", "stream.sources.simulator")}
+    found = []
+    for path in sorted((ROOT / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in {"stream", "dashboard"}:
+                    found.append((path.name, name))
+    assert found, "the parser must see the known exception (else this test checks nothing)"
+    assert set(found) <= allowed, sorted(set(found) - allowed)
+
+
+def test_export_builds_runnable_models_from_package_weights(exported):
+    assert set(exported) == {"onnx-fp32", "onnx-int8"}
+    for path in exported.values():
+        assert path.exists() and path.parent.name == artifacts_hash(ARTIFACTS_DIR)
+    assert exported["onnx-int8"].stat().st_size < 0.75 * exported["onnx-fp32"].stat().st_size
+    assert not list(ROOT.glob("models/**/*.onnx"))  # never inside the package
+
+
+def test_onnx_fp32_matches_torch(config, exported):
+    torch_emb = build_encoder("torch-fp32", config).encode(TEXTS)
+    onnx_emb = build_encoder("onnx-fp32", config).encode(TEXTS)
+    assert onnx_emb.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(onnx_emb, torch_emb, atol=1e-4)
+    assert np.allclose(np.linalg.norm(onnx_emb, axis=1), 1.0, atol=1e-5)  # normalised in graph
+
+
+def test_int8_labels_agree_with_fp32(config, exported):
+    texts = TEXTS + probe_texts(120)
+    ref = load_scorer(config, precision="fp32").score_texts(texts)
+    got = load_scorer(config, precision="int8").score_texts(texts)
+    pairs = list(zip(ref, got, strict=True))
+    for task in ("sentiment", "emotion"):
+        agree = np.mean([a[task]["label"] == b[task]["label"] for a, b in pairs])
+        assert agree >= 0.85, (task, agree)
+    stance = [
+        a["stance"][t]["label"] == b["stance"][t]["label"] for a, b in pairs for t in a["stance"]
+    ]
+    assert np.mean(stance) >= 0.85
+
+
+def test_version_names_runtime_and_precision(config, exported):
+    for precision, variant in [("int8", "onnx-int8"), ("torch-fp32", "torch-fp32")]:
+        scorer = load_scorer(config, targets=["Donald Trump"], precision=precision)
+        assert scorer.variant == variant
+        assert scorer.version.endswith(f"+{variant}")
+
+
+def test_sorted_chunks_restore_input_order():
+    ids = [[7] * n for n in (5, 1, 9, 3, 3, 12, 2)]
+    widths = []
+
+    def runtime(input_ids, mask):
+        widths.append(input_ids.shape[1])
+        return np.repeat(mask.sum(1, keepdims=True).astype(np.float32), 2, axis=1)
+
+    out = embed_sorted(runtime, ids, chunk_size=3, dim=2)
+    assert out[:, 0].tolist() == [5, 1, 9, 3, 3, 12, 2]
+    assert widths == [3, 9, 12]  # each chunk padded to its own longest text
+    widths.clear()
+    embed_sorted(runtime, ids, chunk_size=3, dim=2, sort=False)
+    assert widths == [9, 12, 2]
+    input_ids, mask = pad_chunk([[1, 2], [3]], pad_id=0)
+    assert input_ids.tolist() == [[1, 2], [3, 0]] and mask.tolist() == [[1, 1], [1, 0]]
+
+
+def test_sorting_does_not_change_embeddings(config):
+    encoder = build_encoder("torch-fp32", replace(config, chunk_size=3))
+    sorted_emb = encoder.encode(TEXTS)
+    encoder.sort_by_length = False
+    np.testing.assert_allclose(encoder.encode(TEXTS), sorted_emb, atol=1e-5)
+
+
+def test_probe_picks_an_allowed_variant_and_caches_it(config, exported, tmp_path, monkeypatch):
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(ARTIFACTS_DIR, artifacts)
+    (artifacts / RUNTIME_GATE).unlink(missing_ok=True)  # no verdict: only fp32 may run
+    assert allowed_variants(artifacts) == ["torch-fp32", "onnx-fp32"]
+    cfg = replace(config, runtime_dir=tmp_path / "rt", precision="auto")
+    shutil.copytree(exported["onnx-fp32"].parent, cfg.runtime_dir / artifacts_hash(artifacts))
+    chosen = choose_variant(cfg, artifacts)
+    assert chosen in {"torch-fp32", "onnx-fp32"}
+    cache = json.loads(probe_file(cfg).read_text())
+    (entry,) = cache.values()
+    assert entry["chosen"] == chosen
+    assert set(entry["results"]) == {"torch-fp32", "onnx-fp32"}
+    assert all(r["posts_per_s"] > 0 and r["usable"] for r in entry["results"].values())
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the cached result must be used")
+
+    monkeypatch.setattr("models.scorer.probe_variants", no_probe)
+    assert choose_variant(cfg, artifacts) == chosen
+    # a verdict for these exact artifacts lets int8 compete; a stale one does not
+    gate = {"artifacts_hash": artifacts_hash(artifacts), "variants": {"onnx-int8": {"ok": True}}}
+    (artifacts / RUNTIME_GATE).write_text(json.dumps(gate))
+    assert "onnx-int8" in allowed_variants(artifacts)
+    (artifacts / RUNTIME_GATE).write_text(json.dumps(gate | {"artifacts_hash": "0" * 8}))
+    assert "onnx-int8" not in allowed_variants(artifacts)
+
+
+def test_probe_skips_a_drifting_variant(tmp_path):
+    results = {
+        "torch-fp32": {"posts_per_s": 100.0, "min_cosine": 1.0, "usable": True},
+        "onnx-int8": {"posts_per_s": 900.0, "min_cosine": 0.2, "usable": False},
+    }
+    assert fastest(results) == "torch-fp32"
+    assert cached_probe(tmp_path / "p.json", "k", lambda: results) == results
+    assert json.loads((tmp_path / "p.json").read_text())["k"]["chosen"] == "torch-fp32"
+
+
+def test_settings_build_the_scorer_config(tmp_path):
+    settings = Settings(
+        targets=["A"], score_precision="int8", score_chunk_size=16, score_runtime_dir=tmp_path
+    )
+    cfg = settings.scorer_config()
+    assert (cfg.targets, cfg.precision, cfg.chunk_size, cfg.runtime_dir) == (
+        ("A",),
+        "int8",
+        16,
+        tmp_path,
+    )
+    assert set(PRECISIONS) >= {"auto", "fp32", "bf16", "int8"}
+    with pytest.raises(ValueError):
+        Settings(score_precision="fp8")
