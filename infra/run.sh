@@ -14,6 +14,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SWINGDIAL_VENV:-$HOME/.cache/swingdial/venv}
 PYTHON=${SWINGDIAL_PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# setuptools' editable-install notice is not for our users: keep setup output to our lines.
+export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore::Warning}
 
 say() { printf '\033[1m[swingdial]\033[0m %s\n' "$*" >&2; }
 
