@@ -14,8 +14,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${SWINGDIAL_VENV:-$HOME/.cache/swingdial/venv}
 PYTHON=${SWINGDIAL_PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# setuptools' editable-install notice is not for our users: keep setup output to our lines.
-export PYTHONWARNINGS=${PYTHONWARNINGS:-ignore::Warning}
 
 say() { printf '\033[1m[swingdial]\033[0m %s\n' "$*" >&2; }
 
@@ -50,11 +48,12 @@ setup_python() {
   if [ "$want" != "$have" ]; then
     say "installing Python dependencies (first time: torch is large; pip's cache keeps it)"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+    # (PYTHONWARNINGS: setuptools' editable-install notices are not for our users)
+    PYTHONWARNINGS=ignore "$VENV/bin/pip" install -q -e "$ROOT[dev]"
     echo "$want" >"$VENV/.swingdial-deps"
   else
     # Dependencies are current; only point the editable install at this checkout.
-    "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >/dev/null
+    PYTHONWARNINGS=ignore "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >/dev/null
   fi
 }
 
