@@ -4,7 +4,7 @@
 #   bash infra/run.sh test    # install what is missing, then lint and run every test
 #   bash infra/run.sh setup   # only install
 #   bash infra/run.sh bench   # the benchmark (prints figures; see docs/benchmarks.md)
-#   bash infra/run.sh faults  # the fault suite: real processes killed mid-stream (~15 min)
+#   bash infra/run.sh faults  # the fault suite: real processes killed mid-stream (~6 min)
 # Installs are incremental: the virtualenv lives outside the checkout
 # ($SWINGDIAL_VENV, default ~/.cache/swingdial/venv) and its dependencies are reinstalled
 # only when pyproject.toml changes, so torch (pinned, several GB) is not fetched again.
