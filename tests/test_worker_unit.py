@@ -40,7 +40,7 @@ def test_history_places_an_author_with_a_silent_bio_only_after_enough_posts():
     for offset in range(4):
         call, stored = cohort_call(post(""), output("favor"), stored, offset, min_posts=3)
         calls.append(call)
-    assert calls[0].label == "unknown"
+    assert calls[0].label == "unplaced"  # silent bio, no history yet
     assert calls[-1].label == "lean_right"
     assert any("history" in e for e in calls[-1].evidence)
     assert stored["offset"] == 3 and stored["stance_posts"] == 4
