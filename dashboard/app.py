@@ -4,10 +4,12 @@ Run with ``swingdial dashboard``. Reads only (through :mod:`stream.query`); anno
 analyst types here are produced to Kafka and reach DuckDB through the sink.
 
 Layout: the sidebar picks the run (and an optional run to compare), live or replay mode,
-time window, cohorts, target and topic. The main column shows the dial test (one line per
-cohort, moderate/undecided emphasised, 95% band, grey points with too few posts, moments
-and annotations as vertical rules), stance per target, volume, spikes with their drivers,
-the posts behind any minute, pipeline health, exports and the annotation form.
+time window, cohorts, whose approval to show (the person on air, or a pinned target) and
+topic. The main column shows alerts, headline tiles (last complete minute), the approval
+dial (0-100 per cohort, 95% band, grey points with too few stance posts, numbered moments),
+the moment legend (speaker, title, paraphrase), mood (net sentiment), approval of every
+target, volume, spikes with their drivers, the posts behind any minute, pipeline health,
+exports and the annotation form.
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ import pandas as pd
 import pyarrow as pa
 import streamlit as st
 
-from dashboard import charts, data, queries, spikes
+from dashboard import alerts, charts, data, onair, queries, spikes
 from stream.config import get_settings
 
 ALL = "(all)"
 NONE = "(none)"
+ON_AIR = "(person on air)"
 HEALTH_WINDOW_MIN = 10  # health panel looks at the last minutes of arrivals
 DRIVER_SPIKES = 5  # spikes whose drivers are computed (each costs two small queries)
 SPIKE_SAMPLE_POSTS = 2000  # posts read from a spike's minute for its drivers
 BASELINE_SAMPLE_POSTS = 4000  # posts read from the baseline minutes
 DRILL_LIMIT = 300  # posts listed in the drill-down
+MAX_ALERTS = 3  # banners per kind (approval moves, spikes), strongest first
 LIVE_WINDOW_MIN = 60  # default span of the live view
 ACTIVE_RUN_S = 120  # a run that stored posts this recently is live
 REPLAY_CACHE_S = 600  # how long answers about a finished run are reused
@@ -172,14 +176,23 @@ def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
                 format="HH:mm",
                 key=f"window:{run_id}",
             )
+    present = queries.cohorts(query, run_id)
+    options, _, _ = charts.cohort_style(present)
+    extra = [c for c in options if c not in charts.COHORT_ORDER]
     cohorts = sb.multiselect(
         "Cohorts",
-        charts.COHORT_ORDER,
-        default=["moderate", "lean_left", "lean_right"],
-        format_func=charts.COHORT_LABELS.get,
+        options,
+        default=["moderate", "lean_left", "lean_right", *extra],
+        format_func=charts.cohort_label,
         key="cohorts",
     )
-    target = sb.selectbox("Target", [ALL, *queries.targets(query, run_id)], key="target")
+    target = sb.selectbox(
+        "Approval of",
+        [ON_AIR, *queries.targets(query, run_id)],
+        key="target",
+        help="By default the dial follows whoever is on air (the moment legend names them); "
+        "pick a target to pin it.",
+    )
     topic = sb.selectbox("Topic", [ALL, *queries.topics(query, run_id)], key="topic")
     return {
         "run_id": run_id,
@@ -189,8 +202,8 @@ def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
         "active": active,
         "window": window,
         "live_span": live_span,
-        "cohorts": tuple(cohorts) or tuple(charts.COHORT_ORDER),
-        "target": None if target == ALL else target,
+        "cohorts": tuple(cohorts) or tuple(options),
+        "target": None if target == ON_AIR else target,
         "topic": None if topic == ALL else topic,
     }
 
@@ -308,30 +321,49 @@ def ago(age: timedelta) -> str:
 
 
 def health_panel(query: queries.Query, run_id: str) -> None:
-    """Is the pipeline keeping up?"""
+    """Is the pipeline keeping up? Short values in many tiles, so nothing is cut."""
     h = queries.health(query, run_id, HEALTH_WINDOW_MIN)
     lat = h.latency
-    c1, c2, c3, c4 = st.columns(4)
     rate = float(h.ingest["posts"].mean()) if not h.ingest.empty else 0.0
-    c1.metric(
+    lag = h.sink.get("lag")
+    fmt = lambda v: "-" if v is None else f"{v * 1000:,.0f} ms"  # noqa: E731
+    row = st.columns(3)
+    row[0].metric(
         "Ingest (posts/min)",
         f"{rate:,.0f}",
         help=f"mean over the last {HEALTH_WINDOW_MIN} minutes of arrivals",
     )
-    fmt = lambda v: "-" if v is None else f"{v * 1000:,.0f} ms"  # noqa: E731
-    c2.metric("Scoring latency p50 / p95", f"{fmt(lat['score_p50_s'])} / {fmt(lat['score_p95_s'])}")
-    c3.metric("End-to-end p50 / p95", f"{fmt(lat['e2e_p50_s'])} / {fmt(lat['e2e_p95_s'])}")
-    c4.metric("Rejected records", "-" if h.rejects is None else f"{h.rejects:,}")
+    row[1].metric(
+        "Sink lag (records)",
+        "-" if lag is None else f"{int(lag):,}",
+        help="records on Kafka not yet stored",
+    )
+    row[2].metric("Sink rejects", "-" if h.rejects is None else f"{h.rejects:,}")
+    row = st.columns(4)
+    row[0].metric("Scoring p50", fmt(lat["score_p50_s"]), help="received -> scored")
+    row[1].metric("Scoring p95", fmt(lat["score_p95_s"]), help="received -> scored")
+    row[2].metric("End-to-end p50", fmt(lat["e2e_p50_s"]), help="received -> stored")
+    row[3].metric("End-to-end p95", fmt(lat["e2e_p95_s"]), help="received -> stored")
     if h.last_received_at is not None:
         age = datetime.now(UTC) - h.last_received_at.to_pydatetime()
-        st.caption(
-            f"Last post received {h.last_received_at:%Y-%m-%d %H:%M:%S} UTC ({ago(age)})."
-            + (f" Sink lag: {h.sink.get('lag')} records." if h.sink.get("lag") is not None else "")
-        )
-    left, right = st.columns([2, 1])
+        st.caption(f"Last post received {h.last_received_at:%Y-%m-%d %H:%M:%S} UTC ({ago(age)}).")
+    left, right = st.columns([3, 2])
     if not h.ingest.empty:
         left.altair_chart(charts.ingest_chart(h.ingest), width="stretch")
-    right.dataframe(h.models, hide_index=True)
+    right.markdown("**Dead letters by reason**")
+    if h.dead_letters.empty:
+        right.caption("None stored.")
+    else:
+        right.markdown(
+            "\n".join(
+                f"- {r.stage}: {r.reason} — **{int(r.n):,}**" for r in h.dead_letters.itertuples()
+            )
+        )
+    right.markdown("**Model versions**")
+    right.markdown(
+        "\n".join(f"- `{r.model_version}`: {int(r.posts):,} posts" for r in h.models.itertuples())
+        or "-"
+    )
 
 
 def exports(chart: alt.TopLevelMixin, lines: pd.DataFrame, run_id: str) -> None:
@@ -341,7 +373,7 @@ def exports(chart: alt.TopLevelMixin, lines: pd.DataFrame, run_id: str) -> None:
     c1.download_button(
         "Download data (CSV)",
         lines.to_csv(index=False).encode(),
-        file_name=f"{stem}-cohort-lines.csv",
+        file_name=f"{stem}-approval.csv",
         mime="text/csv",
         key="dl_csv",
     )
@@ -404,6 +436,147 @@ def annotation_form(run: pd.Series, run_id: str, minutes: list[pd.Timestamp]) ->
 # --------------------------------------------------------------------------- page
 
 
+def moment_legend(moments: pd.DataFrame, marks: pd.DataFrame) -> None:
+    """The numbers on the charts, spelled out: time, who is on air, title, what was said."""
+    rows = [
+        "| # | UTC | on air | moment | what was said (paraphrase) |",
+        "|---|---|---|---|---|",
+    ]
+    cell = lambda text: str(text).replace("|", "/").replace("\n", " ")  # noqa: E731
+    for m in moments.itertuples():
+        rows.append(
+            f"| **{m.number}** | {ts(m.at_time):%H:%M} | {cell(m.speaker) or '—'} | "
+            f"{cell(m.label)} | {cell(m.quote)} |"
+        )
+    notes = marks[marks["kind"] == "annotation"] if not marks.empty else marks
+    for a in notes.itertuples():
+        rows.append(
+            f"| **{a.number}** | {ts(a.at_time):%H:%M} | note by {cell(a.author)} | "
+            f"{cell(a.label)} | |"
+        )
+    if len(rows) > 2:
+        with st.expander("Moments and notes on the charts (numbers)", expanded=True):
+            st.markdown("\n".join(rows))
+
+
+def numbered_markers(
+    query: queries.Query, f: queries.Filters, run: pd.Series, targets: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All markers of the run, numbered over the whole event (numbers stay put when the
+    window moves), and the moments with speaker / quote / target on air."""
+    every = queries.markers(query, f.with_(start=None, end=None))
+    moments = onair.numbered_moments(every, onair.event_speakers(run.get("event_id")), targets)
+    number = dict(zip(moments["id"], moments["number"].astype(str), strict=True))
+    notes = every[every["kind"] == "annotation"]
+    number |= {i: f"A{k + 1}" for k, i in enumerate(notes["id"])}
+    every = every.assign(number=every["id"].map(number).fillna(""))
+    return every, moments
+
+
+def in_window(frame: pd.DataFrame, column: str, f: queries.Filters) -> pd.DataFrame:
+    """Rows of ``frame`` whose ``column`` falls in the filter's window (a minute of slack)."""
+    if frame.empty:
+        return frame
+    t = pd.to_datetime(frame[column], utc=True)
+    keep = pd.Series(True, index=frame.index)
+    if f.start is not None:
+        keep &= t >= ts(f.start) - timedelta(minutes=1)
+    if f.end is not None:
+        keep &= t <= ts(f.end) + timedelta(minutes=1)
+    return frame[keep]
+
+
+def headline(
+    approval: pd.DataFrame, complete: pd.Timestamp, partial: pd.Timestamp | None, who: str
+) -> None:
+    """Tiles: each cohort's approval at the last complete minute, with n and the interval."""
+    done = approval[approval["minute"] == complete]
+    st.markdown(
+        f"**Approval of {who}** at **{complete:%H:%M} UTC** (last complete minute), 0-100, "
+        "50 = evenly split; change over the previous 5 minutes."
+    )
+    shown = [
+        c
+        for c in charts.cohort_style(list(approval["cohort"].unique()))[0]
+        if c in set(done["cohort"])
+    ]
+    cols = st.columns(max(len(shown), 1))
+    for col, cohort in zip(cols, shown, strict=False):
+        row = done[done["cohort"] == cohort].iloc[0]
+        before = approval[
+            (approval["cohort"] == cohort)
+            & (approval["minute"] == complete - timedelta(minutes=5))
+            & ~approval["low_n"]
+        ]
+        value = queries.dial(row["approval"])
+        delta = None
+        if not before.empty and not pd.isna(value) and not row["low_n"]:
+            delta = f"{value - queries.dial(before['approval'].iloc[0]):+.0f} pts"
+        col.metric(
+            charts.cohort_label(cohort),
+            "-" if pd.isna(value) else f"{value:.0f}",
+            delta,
+            help=f"approval of {row['target']}",
+        )
+        lo, hi = queries.dial(row["lo"]), queries.dial(row["hi"])
+        band = "" if pd.isna(lo) else f" · 95% {lo:.0f}–{hi:.0f}"
+        low = " · too few to trust" if row["low_n"] else ""
+        col.caption(f"n = {int(row['n_stance'])} stance posts{band}{low}")
+    if partial is not None:
+        now = approval[approval["minute"] == partial]
+        parts = [
+            f"{charts.cohort_label(r.cohort)} {queries.dial(r.approval):.0f} (n = {r.n_stance})"
+            for r in now.itertuples()
+            if not pd.isna(r.approval)
+        ]
+        st.caption(
+            f"Current minute {partial:%H:%M} UTC is **partial** (still filling): "
+            + ("; ".join(parts) or "no stance posts yet")
+        )
+
+
+def alert_banner(
+    query: queries.Query,
+    f: queries.Filters,
+    approval: pd.DataFrame,
+    spike_rows: pd.DataFrame,
+    complete: pd.Timestamp,
+) -> None:
+    """Banners for fast approval moves and fresh spikes, with drivers and sample posts; new
+    ones also go to the webhook (once each per session)."""
+    params = alerts.AlertParams(
+        points=settings.alert_approval_points,
+        window_min=settings.alert_window_min,
+        min_stance=settings.min_posts_per_point,
+    )
+    upto = approval[approval["minute"] <= complete]
+    found = alerts.approval_moves(upto, params)[:MAX_ALERTS]
+    for alert in found:
+        scope = f.with_(cohorts=(alert.cohort,), start=None, end=None)
+        stance = "favor" if alert.kind == "approval_rise" else "against"
+        window = queries.posts(
+            query, scope, alert.minute, target=alert.target, limit=SPIKE_SAMPLE_POSTS, sample=True
+        )
+        base = scope.with_(start=alert.since, end=alert.since)
+        baseline = queries.posts(query, base, limit=BASELINE_SAMPLE_POSTS, sample=True)
+        why = spikes.drivers(window[window["stance"] == stance], baseline)
+        alert.drivers = why.summary()
+        alert.samples = why.samples[:2]
+    found += alerts.spike_alerts(spike_rows, complete, params.window_min)[:MAX_ALERTS]
+    for alert in found:
+        samples = "".join(f"\n> {p}" for p in alert.samples)
+        st.warning(f"**{alert.headline()}**  \nDrivers: {alert.drivers or '-'}{samples}")
+    sent = st.session_state.setdefault("alerts_sent", set())
+    fresh = [a for a in found if a.key not in sent]
+    if settings.alert_webhook and fresh:
+        try:
+            alerts.post_webhook(settings.alert_webhook, f.run_id, fresh)
+        except OSError as exc:
+            st.caption(f"Alert webhook failed ({type(exc).__name__}: {exc}); will retry.")
+        else:
+            sent.update(a.key for a in fresh)
+
+
 def page(query: queries.Query, choice: dict) -> None:
     """Everything right of the sidebar (re-run alone every refresh period in live mode)."""
     run_id, run = choice["run_id"], choice["run"]
@@ -437,37 +610,49 @@ def page(query: queries.Query, choice: dict) -> None:
         end=ts(shown_end),
         cohorts=choice["cohorts"],
         topic=choice["topic"],
-        targets=() if choice["target"] is None else (choice["target"],),
     )
+    alerts_slot = st.container()  # filled once the spikes are known, shown above the tiles
     min_n = settings.min_posts_per_point
     lines = queries.cohort_lines(query, f, min_n)
-    marks = queries.markers(query, f)
     if lines.empty:
         st.info("No posts match these filters in this window.")
         return
+    targets = queries.targets(query, run_id)
+    every, moments = numbered_markers(query, f, run, targets)
+    marks = in_window(every, "at_time", f)
+    pinned = choice["target"]
+    default = targets[0] if targets else None
+    all_approval = queries.approval_lines(query, f, min_n)
+    if pinned:
+        approval = all_approval[all_approval["target"] == pinned].reset_index(drop=True)
+        who = pinned
+    else:
+        approval = onair.follow_on_air(all_approval, moments, default)
+        who = "the person on air"
 
-    mod = lines[lines["cohort"] == "moderate"].sort_values("minute")
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Posts in view", f"{int(lines['n'].sum()):,}")
-    if not mod.empty:
-        last_mod = mod.iloc[-1]
-        delta = (
-            float(last_mod["net_sentiment"] - mod.iloc[-2]["net_sentiment"])
-            if len(mod) > 1
-            else None
-        )
-        c2.metric(
-            f"Moderates at {ts(last_mod['minute']):%H:%M}",
-            f"{last_mod['net_sentiment']:+.2f}",
-            None if delta is None else f"{delta:+.2f}",
-        )
-    c3.metric("Low-n points", f"{int(lines['low_n'].sum())}", help=f"fewer than {min_n} posts")
-    c4.metric("Mode", choice["mode"], help=f"run {run_id}, model {run.get('model_version')}")
+    # The newest minute of a run still receiving posts is partial: tiles and alerts skip it.
+    newest = ts(lines["minute"].max())
+    at_edge = playhead is None and ts(shown_end) >= ts(end)
+    partial = newest if (choice["active"] and at_edge) else None
+    complete = newest - timedelta(minutes=1) if partial is not None else newest
+    if not approval.empty:
+        on_air_now = approval.loc[approval["minute"] == complete, "target"]
+        if not pinned and not on_air_now.empty:
+            who = f"{on_air_now.iloc[0]} (on air)"
+        headline(approval, complete, partial, who)
 
-    dial = charts.dial_chart(
-        lines,
+    sizes = queries.cohort_sizes(query, f)
+    size_labels = {
+        r.cohort: f"{charts.cohort_label(r.cohort)} ({int(r.authors):,} authors, "
+        f"{int(r.posts):,} posts)"
+        for r in sizes.itertuples()
+    }
+    title = f"Approval of {pinned} by cohort" if pinned else "Approval of the person on air"
+    dial = charts.approval_chart(
+        approval,
         marks,
-        title=f"Dial test: net sentiment by cohort ({run_id})",
+        title=f"{title} (0-100, 50 = split)",
+        cohort_labels=size_labels,
         playhead=playhead,
         domain=domain,
     )
@@ -477,15 +662,20 @@ def page(query: queries.Query, choice: dict) -> None:
         left, right = st.columns(2)
         with left:
             event = st.altair_chart(dial, width="stretch", on_select="rerun", key="dial")
-        other_lines = queries.cohort_lines(query, other, min_n)
+        other_all = queries.approval_lines(query, other, min_n)
+        other_approval = (
+            other_all[other_all["target"] == pinned]
+            if pinned
+            else onair.follow_on_air(other_all, moments, default)
+        )
         with right:
-            if other_lines.empty:
+            if other_approval.empty:
                 st.info(f"Run {choice['compare']} has no posts in this window.")
             else:
                 st.altair_chart(
-                    charts.dial_chart(
-                        other_lines,
-                        queries.markers(query, other),
+                    charts.approval_chart(
+                        other_approval,
+                        marks,
                         title=f"Compared: {choice['compare']}",
                         selectable=False,
                         playhead=playhead,
@@ -500,31 +690,61 @@ def page(query: queries.Query, choice: dict) -> None:
     pick = selection.get("pick") if hasattr(selection, "get") else None
     if pick:
         picked = pd.to_datetime(pick[0].get("minute"), unit="ms", utc=True)
-
     st.caption(
-        "Thick purple: moderate / undecided. Shaded: 95% confidence band. Grey points: "
-        f"fewer than {min_n} posts (not trusted, not joined). Dashed rules: moments (grey) "
-        "and annotations (orange). Click a point to drill down."
+        "Approval = favor vs against among posts that take a stance toward the person "
+        "(probability-weighted; posts with no stance are left out), 50 = evenly split. "
+        "Thick purple: moderate / undecided; thin grey: cohorts without a call. Shaded: 95% "
+        f"interval. Grey points: fewer than {min_n} stance posts (not trusted, not joined). "
+        "Numbered rules: moments (grey) and notes (orange), listed below. The topic filter "
+        "does not apply here. Click a point to drill down."
+    )
+    moment_legend(in_window(moments, "at_time", f), marks)
+
+    st.subheader("Mood: net sentiment by cohort")
+    mood = charts.dial_chart(
+        lines,
+        marks,
+        title="",
+        y_title="net sentiment (pos - neg)",
+        height=320,
+        selectable=False,
+        legend=False,
+        playhead=playhead,
+        domain=domain,
+    )
+    st.altair_chart(mood, width="stretch", key="mood")
+    st.caption(
+        "Mood is not approval: people post angry words about the outage while "
+        "approving of the speaker. Same colours as the dial."
     )
 
-    stances = queries.stance_lines(query, f, min_n)
-    targets_shown = sorted(stances["target"].unique()) if not stances.empty else []
-    if targets_shown:
-        st.subheader("Stance by target")
-        cols = st.columns(len(targets_shown))
-        for col, target in zip(cols, targets_shown, strict=True):
-            col.markdown(f"**{target}**: net stance (favor - against)")
+    if not all_approval.empty:
+        st.subheader("Approval of each target")
+        shown_targets = sorted(all_approval["target"].unique())
+        cols = st.columns(len(shown_targets))
+        for col, target in zip(cols, shown_targets, strict=True):
+            col.markdown(f"**{target}**")
             col.altair_chart(
-                charts.stance_chart(stances, target, marks, playhead, domain), width="stretch"
+                charts.approval_chart(
+                    all_approval[all_approval["target"] == target],
+                    marks,
+                    title="",
+                    height=280,
+                    selectable=False,
+                    legend=False,
+                    playhead=playhead,
+                    domain=domain,
+                ),
+                width="stretch",
             )
 
     st.altair_chart(
-        charts.volume_chart(queries.volume(query, f), playhead, domain), width="stretch"
+        charts.volume_chart(queries.volume(query, f), marks, playhead, domain), width="stretch"
     )
 
     st.subheader("Spikes")
     table = spike_table(query, f, lines)
-    default = None
+    default_minute = None
     if table.empty:
         st.caption("No minute stands out from its own last minutes.")
     else:
@@ -544,16 +764,18 @@ def page(query: queries.Query, choice: dict) -> None:
                 "baseline": st.column_config.NumberColumn(format="%.2f"),
             },
         )
-        default = ts(table.iloc[0]["peak_minute"])
+        default_minute = ts(table.iloc[0]["peak_minute"])
+    with alerts_slot:
+        alert_banner(query, f, approval, table, complete)
 
-    drilldown(query, f, picked, default)
+    drilldown(query, f, picked, default_minute)
 
     # A toggle, not an expander: a closed expander still runs its queries.
     if st.toggle("Pipeline health", value=choice["mode"] == "live", key=f"health:{choice['mode']}"):
         health_panel(query, run_id)
 
     st.subheader("Export and annotate")
-    exports(dial, lines, run_id)
+    exports(dial, approval, run_id)
     annotation_form(run, run_id, queries.minutes_with_posts(query, f))
 
 

@@ -11,7 +11,10 @@ from datetime import datetime
 import altair as alt
 import pandas as pd
 
-# Cohort presentation in one place: legend order, colour, line weight, label.
+from dashboard.queries import dial
+
+# Cohort presentation in one place: legend order, colour, line weight, label. Any other
+# cohort name (e.g. "unplaced") is drawn after these as a thin grey line.
 COHORT_ORDER = ["moderate", "lean_left", "lean_right", "unknown"]
 COHORT_COLORS = ["#6a1b9a", "#1f77b4", "#d62728", "#9e9e9e"]
 COHORT_WIDTHS = [4.5, 1.8, 1.8, 1.2]
@@ -21,6 +24,25 @@ COHORT_LABELS = {
     "lean_right": "lean right",
     "unknown": "unknown",
 }
+OTHER_COHORT_COLORS = ["#757575", "#bdbdbd", "#616161"]
+OTHER_COHORT_WIDTH = 1.0
+
+
+def cohort_style(cohorts: list[str] | None = None) -> tuple[list[str], list[str], list[float]]:
+    """Domain, colours and widths for the known cohorts plus any extra names in ``cohorts``."""
+    extra = sorted({str(c) for c in cohorts or []} - set(COHORT_ORDER))
+    greys = [OTHER_COHORT_COLORS[i % len(OTHER_COHORT_COLORS)] for i in range(len(extra))]
+    return (
+        [*COHORT_ORDER, *extra],
+        [*COHORT_COLORS, *greys],
+        [*COHORT_WIDTHS, *[OTHER_COHORT_WIDTH] * len(extra)],
+    )
+
+
+def cohort_label(cohort: str) -> str:
+    return COHORT_LABELS.get(cohort, cohort.replace("_", " "))
+
+
 LOW_N_COLOR = "#c8c8c8"
 MOMENT_COLOR = "#555555"
 ANNOTATION_COLOR = "#ef6c00"
@@ -36,24 +58,39 @@ def utc_naive(values: pd.Series) -> pd.Series:
     return values
 
 
-def _cohort_color(legend: bool = True, shown: list[str] | None = None) -> alt.Color:
+def _cohort_color(
+    legend: bool = True,
+    shown: list[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> alt.Color:
+    """Colour by cohort; ``labels`` (cohort -> legend text) can carry sizes, e.g. "n = 40"."""
+    domain, colors, _ = cohort_style(shown)
+    names = {c: cohort_label(c) for c in domain} | (labels or {})
     return alt.Color(
         "cohort:N",
-        scale=alt.Scale(domain=COHORT_ORDER, range=COHORT_COLORS),
-        sort=COHORT_ORDER,
+        scale=alt.Scale(domain=domain, range=colors),
+        sort=domain,
         legend=alt.Legend(
-            title="cohort",
+            title=None,
             orient="top",
             symbolType="stroke",
             symbolOpacity=1,
             symbolStrokeWidth=4,
             values=shown,
-            labelExpr=" : ".join(f"datum.value == '{k}' ? '{v}'" for k, v in COHORT_LABELS.items())
+            labelLimit=0,
+            labelFontSize=12,
+            columns=0,
+            labelExpr=" : ".join(f"datum.value == {_js(k)} ? {_js(v)}" for k, v in names.items())
             + " : datum.value",
         )
         if legend
         else None,
     )
+
+
+def _js(text: str) -> str:
+    """A JavaScript string literal for Vega expressions."""
+    return "'" + str(text).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 Domain = tuple[datetime, datetime] | None  # x range to show (naive UTC); None: the data's
@@ -72,7 +109,7 @@ def _x(title: str = "minute (UTC)", domain: Domain = None) -> alt.X:
         "minute:T",
         title=title,
         scale=scale,
-        axis=alt.Axis(format=TIME_FORMAT, labelOverlap="greedy"),
+        axis=alt.Axis(format=TIME_FORMAT, labelOverlap="greedy", labelFlush=True),
     )
 
 
@@ -92,51 +129,54 @@ def marker_layers(
     labels: bool = True,
     domain: Domain = None,
 ) -> list[alt.Chart]:
-    """Vertical rules with labels for moments (grey), annotations (orange) and the playhead."""
+    """Dashed rules for moments (grey) and annotations (orange), each with its number at the
+    top (moments 1, 2, ...; annotations A1, ...: the legend under the dial names them), and
+    the replay playhead. Numbers too close to the previous one are left out, never cut."""
     layers: list[alt.Chart] = []
     if markers is not None and not markers.empty:
-        data = markers.assign(
-            at_time=utc_naive(markers["at_time"]),
-            short=markers["label"].astype(str).str.slice(0, 38),
-        )[["kind", "at_time", "label", "short", "author"]].astype({"author": "string"})
+        number = markers["number"] if "number" in markers else pd.Series("", index=markers.index)
+        data = markers.assign(at_time=utc_naive(markers["at_time"]), number=number.astype(str))[
+            ["kind", "at_time", "label", "number", "author"]
+        ].astype({"author": "string"})
         data = data.sort_values("at_time")
         span = (
             pd.Timestamp(domain[1]) - pd.Timestamp(domain[0])
             if domain
             else data["at_time"].max() - data["at_time"].min()
         )
-        data["labelled"] = thin_labels(data["at_time"], max(span / 45, pd.Timedelta(minutes=1)))
+        gap = max(span / 60, pd.Timedelta(seconds=30))
         # Fixed colours per layer (a shared colour scale would merge with the cohorts').
         for kind, color in (("moment", MOMENT_COLOR), ("annotation", ANNOTATION_COLOR)):
             subset = data[data["kind"] == kind]
             if subset.empty:
                 continue
-            base = alt.Chart(subset)
+            subset = subset.assign(labelled=thin_labels(subset["at_time"], gap))
+            tooltip = [
+                alt.Tooltip("number:N", title="#"),
+                alt.Tooltip("at_time:T", format=TIME_FORMAT, title="at (UTC)"),
+                alt.Tooltip("label:N", title=kind),
+                alt.Tooltip("author:N"),
+            ]
             layers.append(
-                base.mark_rule(strokeDash=[4, 3], strokeWidth=1.2, color=color).encode(
-                    x="at_time:T",
-                    tooltip=[
-                        alt.Tooltip("kind:N"),
-                        alt.Tooltip("at_time:T", format=TIME_FORMAT, title="at (UTC)"),
-                        alt.Tooltip("label:N"),
-                        alt.Tooltip("author:N"),
-                    ],
-                )
+                alt.Chart(subset)
+                .mark_rule(strokeDash=[4, 3], strokeWidth=1.2, color=color)
+                .encode(x="at_time:T", tooltip=tooltip)
             )
-            if not labels or not subset["labelled"].any():
+            shown = subset[subset["labelled"] & (subset["number"] != "")]
+            if not labels or shown.empty:
                 continue
             layers.append(
-                alt.Chart(subset[subset["labelled"]])
+                alt.Chart(shown)
                 .mark_text(
-                    angle=270,
-                    align="right",
-                    baseline="bottom",
-                    dx=-4,
-                    dy=-2,
-                    fontSize=10,
+                    align="left",
+                    baseline="top",
+                    dx=3,
+                    dy=2 if kind == "moment" else 16,
+                    fontSize=12,
+                    fontWeight="bold",
                     color=color,
                 )
-                .encode(x="at_time:T", y=alt.value(0), text="short:N")
+                .encode(x="at_time:T", y=alt.value(0), text="number:N", tooltip=tooltip)
             )
     if playhead is not None:
         ph = pd.DataFrame({"at_time": utc_naive(pd.Series([pd.Timestamp(playhead)]))})
@@ -151,8 +191,16 @@ def dial_chart(
     markers: pd.DataFrame | None = None,
     *,
     value: str = "net_sentiment",
+    low: str = "ci_low",
+    high: str = "ci_high",
+    n: str = "n",
     title: str = "Net sentiment by cohort",
-    y_title: str = "net sentiment (positive - negative)",
+    y_title: str = "net sentiment",
+    y_domain: tuple[float, float] = (-1.0, 1.0),
+    y_format: str = "+.2f",
+    middle: float = 0.0,
+    extra_tooltip: list[alt.Tooltip] | None = None,
+    cohort_labels: dict[str, str] | None = None,
     playhead: datetime | None = None,
     height: int = 460,  # total, including legend and axes
     selectable: bool = True,
@@ -160,25 +208,24 @@ def dial_chart(
     legend: bool = True,
     domain: Domain = None,
 ) -> alt.LayerChart:
-    """The dial test: a line per cohort with its 95% band; grey points have too few posts."""
+    """A line per cohort with its 95% band; grey points have too few posts (``low_n``)."""
     data = lines.assign(
         minute=utc_naive(lines["minute"]),
         low_n=lines["low_n"].astype(bool),
-        cohort_label=lines["cohort"].map(COHORT_LABELS).fillna(lines["cohort"]),
+        cohort_label=lines["cohort"].map(cohort_label),
     )
-    keep = ["minute", "cohort", "cohort_label", value, "ci_low", "ci_high", "n", "low_n"]
-    data = data[keep]
-    shown = [c for c in COHORT_ORDER if c in set(data["cohort"])]
-    color = _cohort_color(legend, shown)
-    y_scale = alt.Scale(domain=[-1, 1], clamp=True)
+    extra = [t.to_dict()["field"] for t in extra_tooltip or []]
+    keep = ["minute", "cohort", "cohort_label", value, low, high, n, "low_n", *extra]
+    data = data[list(dict.fromkeys(keep))]
+    present = sorted(set(data["cohort"]))
+    order, _, widths = cohort_style(present)
+    shown = [c for c in order if c in present]
+    color = _cohort_color(legend, shown, cohort_labels)
+    y_scale = alt.Scale(domain=list(y_domain), clamp=True)
     base = alt.Chart(data).encode(x=_x(domain=domain))
     band = (
         base.mark_area(opacity=0.13)
-        .encode(
-            y=alt.Y("ci_low:Q", scale=y_scale, title=y_title),
-            y2="ci_high:Q",
-            color=color,
-        )
+        .encode(y=alt.Y(f"{low}:Q", scale=y_scale, title=y_title), y2=f"{high}:Q", color=color)
         .transform_filter("!datum.low_n")
     )
     line = (
@@ -187,7 +234,7 @@ def dial_chart(
             y=alt.Y(f"{value}:Q", scale=y_scale),
             color=color,
             strokeWidth=alt.StrokeWidth(
-                "cohort:N", scale=alt.Scale(domain=COHORT_ORDER, range=COHORT_WIDTHS), legend=None
+                "cohort:N", scale=alt.Scale(domain=order, range=widths), legend=None
             ),
             order=alt.Order("minute:T"),
         )
@@ -196,10 +243,11 @@ def dial_chart(
     tooltip = [
         alt.Tooltip("minute:T", format=TIME_FORMAT, title="minute (UTC)"),
         alt.Tooltip("cohort_label:N", title="cohort"),
-        alt.Tooltip(f"{value}:Q", format="+.2f", title=value.replace("_", " ")),
-        alt.Tooltip("n:Q", title="posts in point"),
-        alt.Tooltip("ci_low:Q", format="+.2f", title="95% low"),
-        alt.Tooltip("ci_high:Q", format="+.2f", title="95% high"),
+        *(extra_tooltip or []),
+        alt.Tooltip(f"{value}:Q", format=y_format, title=y_title),
+        alt.Tooltip(f"{n}:Q", title="posts in point"),
+        alt.Tooltip(f"{low}:Q", format=y_format, title="95% low"),
+        alt.Tooltip(f"{high}:Q", format=y_format, title="95% high"),
         alt.Tooltip("low_n:N", title="too few posts"),
     ]
     points = base.mark_circle(size=26, opacity=0.9).encode(
@@ -211,47 +259,58 @@ def dial_chart(
         points = points.add_params(
             alt.selection_point(name="pick", fields=["minute"], on="click", nearest=True)
         )
-    zero = (
-        alt.Chart(pd.DataFrame({"y": [0.0]}))
+    mid = (
+        alt.Chart(pd.DataFrame({"y": [middle]}))
         .mark_rule(color="#999", strokeWidth=0.7)
-        .encode(y="y:Q")
+        .encode(y=alt.Y("y:Q", scale=y_scale))
     )
     return alt.layer(
-        zero, band, line, points, *marker_layers(markers, playhead, labels, domain)
+        mid, band, line, points, *marker_layers(markers, playhead, labels, domain)
     ).properties(title=title, height=height)
 
 
-def stance_chart(
-    stances: pd.DataFrame,
-    target: str,
+def approval_chart(
+    approval: pd.DataFrame,
     markers: pd.DataFrame | None = None,
-    playhead: datetime | None = None,
-    domain: Domain = None,
+    *,
+    title: str = "Approval by cohort",
+    **kwargs: object,
 ) -> alt.LayerChart:
-    """Net stance (favor - against) toward one target, same encoding as the dial."""
-    data = stances[stances["target"] == target]
+    """The approval dial: 0-100 (50 = split) per cohort, Wilson band, n = stance posts."""
+    data = approval.assign(
+        dial=dial(approval["approval"]), dial_lo=dial(approval["lo"]), dial_hi=dial(approval["hi"])
+    )
     return dial_chart(
         data,
         markers,
-        value="net_stance",
-        title="",
-        y_title="net stance (favor - against)",
-        playhead=playhead,
-        height=300,
-        selectable=False,
-        labels=False,  # too narrow for labels: the rules line up with the dial's above
-        legend=False,  # the dial above carries it
-        domain=domain,
+        value="dial",
+        low="dial_lo",
+        high="dial_hi",
+        n="n_stance",
+        title=title,
+        y_title="approval (0-100)",
+        y_domain=(0.0, 100.0),
+        y_format=".0f",
+        middle=50.0,
+        extra_tooltip=[
+            alt.Tooltip("target:N", title="approval of"),
+            alt.Tooltip("n_posts:Q", title="posts about target"),
+        ],
+        **kwargs,
     )
 
 
 def volume_chart(
-    volume: pd.DataFrame, playhead: datetime | None = None, domain: Domain = None
+    volume: pd.DataFrame,
+    markers: pd.DataFrame | None = None,
+    playhead: datetime | None = None,
+    domain: Domain = None,
 ) -> alt.LayerChart:
     """Posts per minute, stacked by cohort (moderate at the bottom)."""
+    order, _, _ = cohort_style(list(volume["cohort"].unique()))
     data = volume.assign(
         minute=utc_naive(volume["minute"]),
-        order=volume["cohort"].map({c: i for i, c in enumerate(COHORT_ORDER)}).fillna(9),
+        order=volume["cohort"].map({c: i for i, c in enumerate(order)}).fillna(99),
     )[["minute", "cohort", "n", "order"]]
     bars = (
         alt.Chart(data)
@@ -259,7 +318,7 @@ def volume_chart(
         .encode(
             x=_x(domain=domain),
             y=alt.Y("sum(n):Q", title="posts / minute"),
-            color=_cohort_color(legend=False),
+            color=_cohort_color(legend=False, shown=list(volume["cohort"].unique())),
             order=alt.Order("order:Q"),
             tooltip=[
                 alt.Tooltip("minute:T", format=TIME_FORMAT, title="minute (UTC)"),
@@ -268,21 +327,21 @@ def volume_chart(
             ],
         )
     )
-    return alt.layer(bars, *marker_layers(None, playhead, domain=domain)).properties(
+    return alt.layer(bars, *marker_layers(markers, playhead, domain=domain)).properties(
         title="Posts per minute by cohort", height=240
     )
 
 
 def ingest_chart(ingest: pd.DataFrame) -> alt.Chart:
-    """Posts received per minute (health panel)."""
-    data = ingest.assign(minute=utc_naive(ingest["minute"]))
+    """Posts received per minute (health panel): one labelled bar per minute."""
+    data = ingest.assign(received=utc_naive(ingest["minute"]).dt.strftime(TIME_FORMAT))
     return (
         alt.Chart(data)
         .mark_bar(color="#455a64")
         .encode(
-            x=_x("received (UTC)"),
-            y=alt.Y("posts:Q", title="posts received"),
-            tooltip=[alt.Tooltip("minute:T", format=TIME_FORMAT), "posts:Q"],
+            x=alt.X("received:O", title="received (UTC)", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("posts:Q", title="posts"),
+            tooltip=[alt.Tooltip("received:O", title="minute (UTC)"), "posts:Q"],
         )
-        .properties(height=120)
+        .properties(height=220)
     )

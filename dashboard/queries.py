@@ -141,6 +141,12 @@ def table_names(query: Query) -> set[str]:
     return set(names.column("table_name").to_pylist())
 
 
+def cohorts(query: Query, run_id: str) -> list[str]:
+    """Cohort names called in a run (may include names the dashboard has no style for)."""
+    table = query("SELECT DISTINCT cohort FROM scores WHERE run_id = ? ORDER BY 1", [run_id])
+    return table.column("cohort").to_pylist()
+
+
 def topics(query: Query, run_id: str) -> list[str]:
     """Topics seen in a run (for the topic filter)."""
     table = query(
@@ -186,37 +192,47 @@ def cohort_lines(query: Query, f: Filters, min_posts: int) -> pd.DataFrame:
     return frame(query, *cohort_lines_sql(f, min_posts))
 
 
-def stance_lines_sql(f: Filters, min_posts: int) -> tuple[str, list]:
-    where, params = _where(f, "st", topic=False)
-    join = ""
-    if f.topic:  # stances carry no topic: take it from the post's score row
-        join = "JOIN scores s ON s.run_id = st.run_id AND s.post_id = st.post_id AND s.topic = ?"
-        params = [f.topic, *params]
+def dial(approval: float | pd.Series) -> float | pd.Series:
+    """Approval in [-1, 1] on the broadcast 0-100 scale (50 = split): the one conversion."""
+    return 50.0 * (1.0 + approval)
+
+
+def approval_lines_sql(f: Filters, min_stance: int) -> tuple[str, list]:
+    """Rows of ``v_minute_approval`` (the formula lives there, once) for the window.
+
+    The view has no topic: approval of a person is over everything said about them.
+    """
+    where, params = _where(f, topic=False)
     if f.targets:
-        where += " AND " + _in("st.target", f.targets, params)
+        where += " AND " + _in("target", f.targets, params)
     sql = f"""
-        SELECT minute, cohort, target, n, net_stance,
-               net_stance - {Z95} * sd / sqrt(n) AS ci_low,
-               net_stance + {Z95} * sd / sqrt(n) AS ci_high,
-               favor_share, against_share,
-               n < ? AS low_n
-        FROM (
-            SELECT st.minute, st.cohort, st.target, count(*) AS n,
-                   avg(st.net_stance) AS net_stance, stddev_samp(st.net_stance) AS sd,
-                   avg(CAST(st.label = 'favor' AS DOUBLE)) AS favor_share,
-                   avg(CAST(st.label = 'against' AS DOUBLE)) AS against_share
-            FROM stances st {join}
-            WHERE {where}
-            GROUP BY st.minute, st.cohort, st.target
-        )
+        SELECT minute, cohort, target, n_posts, n_stance, approval, lo, hi,
+               n_stance < ? AS low_n
+        FROM v_minute_approval
+        WHERE {where}
         ORDER BY target, minute, cohort
     """
-    return sql, [int(min_posts), *params]  # the low_n ? comes first in the text
+    return sql, [int(min_stance), *params]  # the low_n ? comes first in the text
 
 
-def stance_lines(query: Query, f: Filters, min_posts: int) -> pd.DataFrame:
-    """Net stance (favor - against) per minute x cohort x target, same band and flag."""
-    return frame(query, *stance_lines_sql(f, min_posts))
+def approval_lines(query: Query, f: Filters, min_stance: int) -> pd.DataFrame:
+    """Approval per minute x cohort x target in [-1, 1] with its 95% interval and ``low_n``."""
+    return frame(query, *approval_lines_sql(f, min_stance))
+
+
+def cohort_sizes_sql(f: Filters) -> tuple[str, list]:
+    where, params = _where(f, topic=False)
+    sql = f"""
+        SELECT cohort, count(DISTINCT author_id) AS authors, count(*) AS posts
+        FROM scores WHERE {where}
+        GROUP BY cohort ORDER BY posts DESC
+    """
+    return sql, params
+
+
+def cohort_sizes(query: Query, f: Filters) -> pd.DataFrame:
+    """Authors and posts per cohort in the window (shown beside the dial's legend)."""
+    return frame(query, *cohort_sizes_sql(f))
 
 
 def volume_sql(f: Filters) -> tuple[str, list]:
@@ -344,6 +360,29 @@ class Health:
     last_received_at: pd.Timestamp | None
     rejects: int | None = None  # dead letters stored by the sink, when such a table exists
     sink: dict[str, Any] = field(default_factory=dict)  # latest sink_stats row, if any
+    dead_letters: pd.DataFrame = field(default_factory=pd.DataFrame)  # stage, reason, n
+
+
+DEAD_LETTER_COLUMNS = ["stage", "reason", "n"]
+
+
+def dead_letters(query: Query, names: set[str] | None = None) -> pd.DataFrame:
+    """Dead letters by stage and reason, from what DuckDB holds: ``sink_rejects`` (stage 'sink').
+
+    Seam for the worker's ``posts.dlq`` (read from Kafka by ``swingdial dlq``): once its
+    counts are stored in a table ``dead_letters(stage, reason, ...)`` they are added here;
+    until then only the sink's rejects show.
+    """
+    names = table_names(query) if names is None else names
+    parts = []
+    if "sink_rejects" in names:
+        parts.append("SELECT 'sink' AS stage, reason, count(*) AS n FROM sink_rejects GROUP BY 2")
+    if "dead_letters" in names:
+        parts.append("SELECT stage, reason, count(*) AS n FROM dead_letters GROUP BY 1, 2")
+    if not parts:
+        return pd.DataFrame(columns=DEAD_LETTER_COLUMNS)
+    sql = " UNION ALL ".join(parts) + " ORDER BY n DESC, stage, reason"
+    return frame(query, sql, None)[DEAD_LETTER_COLUMNS]
 
 
 def health(query: Query, run_id: str, window_min: int) -> Health:
@@ -378,13 +417,8 @@ def health(query: Query, run_id: str, window_min: int) -> Health:
         [run_id],
     )
     names = table_names(query)
-    rejects = None
-    dlq_tables = sorted(n for n in names if n == "sink_rejects" or "dlq" in n)
-    if dlq_tables:
-        counts = [
-            query(f'SELECT count(*) AS n FROM "{t}"', None)["n"][0].as_py() for t in dlq_tables
-        ]
-        rejects = int(sum(counts))
+    letters = dead_letters(query, names)
+    rejects = int(letters["n"].sum()) if "sink_rejects" in names else None
     sink: dict[str, Any] = {}
     if "sink_stats" in names:
         rows = query("SELECT * FROM sink_stats ORDER BY last_batch_at DESC LIMIT 1", None)
@@ -396,6 +430,7 @@ def health(query: Query, run_id: str, window_min: int) -> Health:
         last_received_at=None if last is None else pd.Timestamp(last),
         rejects=rejects,
         sink=sink,
+        dead_letters=letters,
     )
 
 
@@ -410,7 +445,8 @@ def page_queries(f: Filters, min_posts: int) -> dict[str, tuple[str, list]]:
     return {
         "runs": runs_sql(),
         "cohort_lines": cohort_lines_sql(f, min_posts),
-        "stance_lines": stance_lines_sql(f, min_posts),
+        "approval_lines": approval_lines_sql(f.with_(targets=()), min_posts),
+        "cohort_sizes": cohort_sizes_sql(f),
         "volume": volume_sql(f),
         "markers": markers_sql(f),
         "drilldown_posts": posts_sql(f, mid, limit=200),

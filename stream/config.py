@@ -196,6 +196,13 @@ class Settings(BaseSettings):
     dashboard_port: int = 8501
     dashboard_refresh_s: float = 5.0
     min_posts_per_point: int = 5
+    alert_approval_points: float = Field(
+        15.0, gt=0, description="Alert when a cohort's approval (0-100) moves more than this..."
+    )
+    alert_window_min: int = Field(5, ge=1, description="...within this many minutes.")
+    alert_webhook: str | None = Field(
+        None, description="URL that receives new alerts as JSON (POST); none: banner only."
+    )
 
     @field_validator("targets", mode="before")
     @classmethod

@@ -39,6 +39,10 @@ class Moment(BaseModel):
     title: str
     topic: str | None = None
     description: str = ""
+    # Who is on air from this moment (a target's name, or e.g. "Harris campaign"); None: the
+    # previous speaker carries on. The dashboard's approval dial follows this person.
+    speaker: str | None = None
+    quote: str = ""  # a short paraphrase of what was said, shown in the moment legend
     # Free-form script for the simulator (cohort reactions, volume, phrases); the sink ignores it.
     script: dict = Field(default_factory=dict)
 

@@ -71,27 +71,37 @@ def test_renders_charts_tables_and_run_picker(
     run = at.selectbox(key="run")
     assert len(run.options) == 2 and all(LIVE_RUN in o or REPLAY_RUN in o for o in run.options)
     assert run.value == LIVE_RUN  # the original run, not its replay, by default
-    # dial + 3 stance charts + volume; health (off in replay) adds its ingest chart
-    assert len(charts_of(at)) == 5
-    at.toggle(key="health:replay").set_value(True).run()
+    # approval dial + mood + approval of 3 targets + volume; health (off in replay) adds one
     assert len(charts_of(at)) == 6
+    at.toggle(key="health:replay").set_value(True).run()
+    assert len(charts_of(at)) == 7
     health = {m.label: m.value for m in at.metric}
-    assert health["Scoring latency p50 / p95"].endswith("ms") and health["Rejected records"] == "0"
+    assert health["Scoring p50"].endswith("ms") and health["End-to-end p95"].endswith("ms")
+    assert health["Sink rejects"] == "0"
+    assert "Dead letters by reason" in " ".join(m.value for m in at.markdown)
     spikes_table = [d.value for d in at.dataframe if "drivers" in d.value.columns]
     assert spikes_table and len(spikes_table[0]) > 0
     assert "tech_outage" in " ".join(spikes_table[0]["drivers"].astype(str))
     assert len(drill_table(at)) > 0
     assert not at.info  # no "waiting" message
-    metrics = {m.label: m.value for m in at.metric}
-    assert int(metrics["Posts in view"].replace(",", "")) > 1000
+    # headline tiles: one per cohort, approval 0-100 of the last complete minute with its n
+    tiles = {m.label: m.value for m in at.metric}
+    assert {"moderate / undecided", "lean left", "lean right"} <= set(tiles)
+    assert all(0 <= int(tiles[c]) <= 100 for c in ("lean left", "lean right"))
+    assert int(tiles["lean right"]) > int(tiles["lean left"])  # the fixture's story
+    assert sum("stance posts" in c.value for c in at.caption) >= 3
+    text = " ".join(m.value for m in at.markdown)
+    assert "last complete minute" in text
+    assert "| on air | moment | what was said (paraphrase) |" in text
+    assert "Musk blames a DDoS attack" in text and "Elon Musk" in text
 
 
 def test_run_picker_switches_run(app_env: pytest.MonkeyPatch, fixture_db: Path) -> None:
     at = start(app_env, fixture_db)
-    live_posts = {m.label: m.value for m in at.metric}["Posts in view"]
+    live_dial = charts_of(at)[0].spec
     at.selectbox(key="run").set_value(REPLAY_RUN).run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Posts in view"] != live_posts
+    assert charts_of(at)[0].spec != live_dial
     assert (drill_table(at)["model_version"] == "minilm-heads-1.1.0").all()
 
 
@@ -129,9 +139,12 @@ def test_sidebar_filters_live_mode_and_comparison(
     at.selectbox(key="compare").set_value(REPLAY_RUN).run()
     assert not at.exception
     assert len(charts_of(at)) == n_charts + 1  # the compared run's dial, side by side
+    at.selectbox(key="target").set_value("Elon Musk").run()  # pin the dial
+    assert not at.exception
+    assert "Approval of Elon Musk" in " ".join(m.value for m in at.markdown)
     at.radio(key="mode").set_value("live").run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Mode"] == "live"
+    assert any(t.key == "health:live" and t.value for t in at.toggle)
 
 
 def test_replay_scrubber_stops_the_lines_at_the_playhead(
@@ -141,8 +154,7 @@ def test_replay_scrubber_stops_the_lines_at_the_playhead(
     scrubber = next(s for s in at.slider if s.key.startswith("playhead:"))
     scrubber.set_value(scrubber.value.replace(hour=0, minute=30)).run()
     assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert "Moderates at 00:30" in metrics
+    assert "at **00:30 UTC** (last complete minute)" in " ".join(m.value for m in at.markdown)
     drill = next(s for s in at.selectbox if s.label == "Minute (UTC)" and "drill" in s.key)
     assert drill.options[-1] == "00:30"  # nothing after the playhead
 
@@ -162,8 +174,8 @@ def test_live_mode_reads_through_flight_while_a_writer_holds_the_file(
         at = start(app_env, db)
         at.radio(key="mode").set_value("live").run()
         assert not at.exception
-        assert {m.label for m in at.metric} >= {"Moderates at 00:29"}
-        assert len(charts_of(at)) == 6  # live mode shows health by default
+        assert "at **00:29 UTC**" in " ".join(m.value for m in at.markdown)
+        assert len(charts_of(at)) == 7  # live mode shows health by default
         # the "sink" stores a new minute; the next refresh follows it
         writer.execute(
             "INSERT INTO scores SELECT * REPLACE (post_id || '-new' AS post_id, "
@@ -175,7 +187,7 @@ def test_live_mode_reads_through_flight_while_a_writer_holds_the_file(
         st.cache_data.clear()  # as if the refresh period had passed
         at.run()
         assert not at.exception
-        assert "Moderates at 00:30" in {m.label for m in at.metric}
+        assert "at **00:30 UTC**" in " ".join(m.value for m in at.markdown)
     finally:
         server.shutdown()
         writer.close()
@@ -191,7 +203,7 @@ def test_annotation_with_kafka_down_shows_a_message(
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "Kafka is unreachable" in errors
-    assert len(charts_of(at)) == 5  # the rest of the page is intact
+    assert len(charts_of(at)) == 6  # the rest of the page is intact
 
 
 def test_exports_csv_html_and_png(app_env: pytest.MonkeyPatch, fixture_db: Path) -> None:
@@ -199,7 +211,8 @@ def test_exports_csv_html_and_png(app_env: pytest.MonkeyPatch, fixture_db: Path)
     labels = {b.label for b in at.get("download_button")}
     assert {"Download data (CSV)", "Download chart (HTML)"} <= labels
     next(b for b in at.button if b.label == "Render chart as PNG").click().run()
-    assert not at.exception and not at.warning
+    assert not at.exception
+    assert not any("PNG export unavailable" in w.value for w in at.warning)
     assert "Download chart (PNG)" in {b.label for b in at.get("download_button")}
     assert at.session_state["png"][:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -236,6 +249,7 @@ def test_dial_chart_spec_emphasises_moderates() -> None:
             "at_time": [minutes[1], minutes[2]],
             "label": ["Crash", "note"],
             "author": [None, "maria"],
+            "number": ["1", "A1"],
         }
     )
     spec = charts.dial_chart(lines, markers).to_dict()
@@ -247,7 +261,41 @@ def test_dial_chart_spec_emphasises_moderates() -> None:
     rules = [layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "rule"]
     assert len(rules) >= 3  # zero line, moment, annotation
     texts = [layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "text"]
-    assert len(texts) == 2
+    assert len(texts) == 2  # the moment's and the note's numbers
+    assert {t["encoding"]["text"]["field"] for t in texts} == {"number"}
+
+
+def test_approval_chart_scale_and_extra_cohort() -> None:
+    """0-100 with the 50 line; an unknown cohort name ("unplaced") is a thin grey line."""
+    minutes = pd.date_range("2024-08-13 00:00", periods=2, freq="min", tz="UTC")
+    approval = pd.DataFrame(
+        {
+            "minute": list(minutes) * 2,
+            "cohort": ["moderate"] * 2 + ["unplaced"] * 2,
+            "target": "Donald Trump",
+            "n_posts": [20, 20, 9, 9],
+            "n_stance": [12, 3, 8, 8],
+            "approval": [0.2, -0.5, 0.0, 0.1],
+            "lo": [-0.2, -0.9, -0.4, -0.3],
+            "hi": [0.5, 0.3, 0.4, 0.5],
+            "low_n": [False, True, False, False],
+        }
+    )
+    spec = charts.approval_chart(approval, cohort_labels={"moderate": "moderate (5 authors)"})
+    spec = spec.to_dict()
+    line = next(layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "line")
+    assert line["encoding"]["y"]["scale"]["domain"] == [0.0, 100.0]
+    colors = line["encoding"]["color"]["scale"]
+    widths = line["encoding"]["strokeWidth"]["scale"]
+    grey = colors["range"][colors["domain"].index("unplaced")]
+    assert grey in charts.OTHER_COHORT_COLORS
+    assert widths["range"][widths["domain"].index("unplaced")] == min(widths["range"])
+    assert "moderate (5 authors)" in line["encoding"]["color"]["legend"]["labelExpr"]
+    mid = next(layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "rule")
+    data = spec["datasets"][mid["data"]["name"]]
+    assert data == [{"y": 50.0}]
+    values = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    assert sorted(round(v["dial"]) for v in values) == [25, 50, 55, 60]
 
 
 def test_cli_runs_streamlit_on_loopback() -> None:

@@ -1,8 +1,10 @@
 """The real dashboard in a real browser: `swingdial dashboard` + Debian's headless chromium.
 
-Needs ``apt-get install chromium`` (Playwright's own browser downloads are not used). Set
-``SWINGDIAL_UPDATE_SCREENSHOT=1`` to refresh ``docs/img/dashboard.png`` (written anyway when
-missing).
+Needs ``apt-get install chromium`` (Playwright's own browser downloads are not used). The
+page is checked at 1280 and 1920 px: the approval dial comes first, and no label is cut
+(no "…", nothing outside its chart, no overflowing tile). ``SWINGDIAL_SCREENSHOT_DIR`` keeps
+the screenshots; ``SWINGDIAL_UPDATE_SCREENSHOT=1`` refreshes ``docs/img/dashboard.png``
+(written anyway when missing).
 """
 
 from __future__ import annotations
@@ -123,24 +125,75 @@ def choose(page, label: str, option: str) -> None:  # noqa: ANN001 - playwright 
     page.get_by_role("option", name=option, exact=True).first.click()
 
 
+CUT_LABELS_JS = """
+() => {
+  const bad = [];
+  for (const svg of document.querySelectorAll('.vega-embed svg')) {
+    const box = svg.getBoundingClientRect();
+    for (const t of svg.querySelectorAll('text')) {
+      const text = t.textContent;
+      const r = t.getBoundingClientRect();
+      if (!text || r.width === 0) continue;
+      if (text.includes('\u2026') || r.left < box.left - 1 || r.right > box.right + 1
+          || r.top < box.top - 1 || r.bottom > box.bottom + 1) bad.push('chart: ' + text);
+    }
+  }
+  const cells = '[data-testid="stMetricValue"], [data-testid="stMetricLabel"], '
+    + '[data-testid="stCaptionContainer"], [data-testid="stMarkdownContainer"] td';
+  for (const el of document.querySelectorAll(cells)) {
+    if (el.scrollWidth > el.clientWidth + 1) bad.push('text: ' + el.textContent);
+  }
+  return bad;
+}
+"""
+WIDTHS = (1280, 1920)
+PAGE_HEIGHT = 4400  # Streamlit scrolls inside its own container: show the whole page
+
+
+def open_page(browser, url: str, width: int):  # noqa: ANN001, ANN201 - playwright objects
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": PAGE_HEIGHT})
+    page.goto(url)
+    page.wait_for_selector(".vega-embed svg", timeout=RENDER_TIMEOUT_MS)
+    # approval dial + mood + approval of 3 targets + volume
+    expect(page.locator(".vega-embed")).to_have_count(6, timeout=RENDER_TIMEOUT_MS)
+    wait_idle(page)
+    return page
+
+
 def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    shots = Path(os.environ.get("SWINGDIAL_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            # Tall viewport: Streamlit scrolls inside its own container, so a full-page
-            # screenshot only shows what the viewport holds.
-            page = browser.new_page(viewport={"width": 1500, "height": 3100})
-            page.goto(dashboard_url)
-            page.wait_for_selector(".vega-embed svg, .vega-embed canvas", timeout=RENDER_TIMEOUT_MS)
-            expect(page.locator(".vega-embed")).to_have_count(5, timeout=RENDER_TIMEOUT_MS)
-            dial = page.locator(".vega-embed").first
-            # rendered with data: the legend names the cohorts and the lines have paths
-            expect(dial).to_contain_text("moderate / undecided", timeout=RENDER_TIMEOUT_MS)
-            assert dial.locator("path").count() > 20
-            expect(dial).to_contain_text("Musk blames a DDoS attack")  # a moment's label
+            for width in WIDTHS:
+                page = open_page(browser, dashboard_url, width)
+                dial = page.locator(".vega-embed").first
+                # the approval dial comes first: 0-100 axis, cohorts with sizes, moment numbers
+                expect(dial).to_contain_text("Approval of the person on air")
+                expect(dial).to_contain_text("approval (0-100)")
+                expect(dial).to_contain_text("moderate / undecided (")
+                assert dial.locator("path").count() > 20
+                assert {"1", "2", "3"} <= set(dial.locator("text").all_inner_texts())
+                legend = page.locator('[data-testid="stMarkdownContainer"] table').first
+                expect(legend).to_contain_text("Musk blames a DDoS attack")
+                expect(legend).to_contain_text("Elon Musk")
+                expect(page.get_by_text("last complete minute")).to_be_visible()
+                page.get_by_text("Pipeline health").click()
+                expect(page.get_by_text("Dead letters by reason")).to_be_visible(timeout=60_000)
+                wait_idle(page)
+                cut = page.evaluate(CUT_LABELS_JS)
+                assert cut == [], f"cut or overflowing labels at {width} px: {cut}"
+                page.screenshot(path=str(shots / f"dashboard-{width}.png"), full_page=True)
+                assert (shots / f"dashboard-{width}.png").stat().st_size > 50_000
+                page.close()
 
+            page = open_page(browser, dashboard_url, 1500)
+            dial = page.locator(".vega-embed").first
             # drill-down: posts of the default minute, then only the negative ones at 00:20
             expect(page.get_by_text(re.compile(r"^\d+ posts at"))).to_be_visible()
             assert posts_caption(page) > 0
@@ -172,14 +225,8 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
             texts = " ".join(cells.all_inner_texts())
             assert "negative" in texts and "positive" not in texts
-
-            shot = tmp_path / "dashboard.png"
-            choose(page, "Sentiment", "(all)")
-            wait_idle(page)
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 50_000
             if not README_SHOT.exists() or os.environ.get("SWINGDIAL_UPDATE_SCREENSHOT"):
                 README_SHOT.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(shot, README_SHOT)
+                shutil.copyfile(shots / "dashboard-1280.png", README_SHOT)
         finally:
             browser.close()

@@ -59,7 +59,8 @@ def test_every_builder_binds_as_many_params_as_placeholders() -> None:
     )
     built = [
         queries.cohort_lines_sql(f, MIN_POSTS),
-        queries.stance_lines_sql(f, MIN_POSTS),
+        queries.approval_lines_sql(f, MIN_POSTS),
+        queries.cohort_sizes_sql(f),
         queries.volume_sql(f),
         queries.markers_sql(f),
         queries.posts_sql(f, minute(10), sentiment="negative", target="Elon Musk", stance="none"),
@@ -123,28 +124,6 @@ def test_window_cohort_and_topic_filters(q: queries.Query, con: duckdb.DuckDBPyC
         [LIVE_RUN],
     )["n"][0]
     assert topical["n"].sum() == n > 0
-
-
-def test_stance_lines_match_raw_sql(q: queries.Query, con: duckdb.DuckDBPyConnection) -> None:
-    stances = queries.stance_lines(q, queries.Filters(LIVE_RUN), MIN_POSTS)
-    expected = raw(
-        con, "SELECT target, count(*) AS n FROM stances WHERE run_id = ? GROUP BY 1", [LIVE_RUN]
-    ).set_index("target")["n"]
-    assert stances.groupby("target")["n"].sum().to_dict() == expected.to_dict()
-    assert len(expected) == 3
-    one = queries.stance_lines(
-        q, queries.Filters(LIVE_RUN, topic="border", targets=("Donald Trump",)), MIN_POSTS
-    )
-    n = raw(
-        con,
-        "SELECT count(*) AS n FROM stances st JOIN scores s USING (run_id, post_id) "
-        "WHERE st.run_id = ? AND s.topic = 'border' AND st.target = 'Donald Trump'",
-        [LIVE_RUN],
-    )["n"][0]
-    assert set(one["target"]) == {"Donald Trump"} and one["n"].sum() == n > 0
-    # lean_right favours Trump, lean_left is against him (the fixture's story)
-    by_cohort = one.groupby("cohort")["net_stance"].mean()
-    assert by_cohort["lean_right"] > 0 > by_cohort["lean_left"]
 
 
 def test_volume_sums_to_post_count(q: queries.Query, con: duckdb.DuckDBPyConnection) -> None:
