@@ -367,18 +367,18 @@ DEAD_LETTER_COLUMNS = ["stage", "reason", "n"]
 
 
 def dead_letters(query: Query, names: set[str] | None = None) -> pd.DataFrame:
-    """Dead letters by stage and reason, from what DuckDB holds: ``sink_rejects`` (stage 'sink').
-
-    Seam for the worker's ``posts.dlq`` (read from Kafka by ``swingdial dlq``): once its
-    counts are stored in a table ``dead_letters(stage, reason, ...)`` they are added here;
-    until then only the sink's rejects show.
-    """
+    """Dead letters by stage and reason: the worker's (``posts.dlq``, indexed by the sink in
+    ``dead_letters``, counted by ``reason_kind`` as ``swingdial dlq`` does) and the sink's
+    own rejects (``sink_rejects``)."""
     names = table_names(query) if names is None else names
     parts = []
     if "sink_rejects" in names:
         parts.append("SELECT 'sink' AS stage, reason, count(*) AS n FROM sink_rejects GROUP BY 2")
     if "dead_letters" in names:
-        parts.append("SELECT stage, reason, count(*) AS n FROM dead_letters GROUP BY 1, 2")
+        parts.append(
+            "SELECT 'worker' AS stage, reason_kind AS reason, count(*) AS n "
+            "FROM dead_letters GROUP BY 2"
+        )
     if not parts:
         return pd.DataFrame(columns=DEAD_LETTER_COLUMNS)
     sql = " UNION ALL ".join(parts) + " ORDER BY n DESC, stage, reason"
@@ -418,7 +418,8 @@ def health(query: Query, run_id: str, window_min: int) -> Health:
     )
     names = table_names(query)
     letters = dead_letters(query, names)
-    rejects = int(letters["n"].sum()) if "sink_rejects" in names else None
+    sink_stage = letters[letters["stage"] == "sink"]
+    rejects = int(sink_stage["n"].sum()) if "sink_rejects" in names else None
     sink: dict[str, Any] = {}
     if "sink_stats" in names:
         rows = query("SELECT * FROM sink_stats ORDER BY last_batch_at DESC LIMIT 1", None)

@@ -325,3 +325,22 @@ def test_nothing_imports_the_dashboard() -> None:
         if pattern.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_health_shows_worker_dead_letters_by_reason_beside_sink_rejects(tmp_path):
+    """The demo's dead letters were invisible (the tile counted 0 while 784 existed)."""
+    from dashboard import queries
+    from stream.store import connect
+    from tests.test_store_helpers import make_settings, populated_db
+
+    settings = make_settings(tmp_path)
+    populated_db(settings, n=10)  # + the poison corpus as the worker dead-letters it
+    con = connect(settings.db_path, read_only=True)
+    try:
+        h = queries.health(queries.from_connection(con), "run-a", 60)
+    finally:
+        con.close()
+    worker = h.dead_letters[h.dead_letters["stage"] == "worker"]
+    assert int(worker["n"].sum()) == 18
+    assert set(worker["reason"]) >= {"not valid JSON", "event_id", "scores record too large"}
+    assert h.rejects == 1  # the sink's own reject: one undecodable scores record
