@@ -331,7 +331,7 @@ def test_health_shows_worker_dead_letters_by_reason_beside_sink_rejects(tmp_path
     """The demo's dead letters were invisible (the tile counted 0 while 784 existed)."""
     from dashboard import queries
     from stream.store import connect
-    from tests.test_store_helpers import make_settings, populated_db
+    from tests.factories import make_settings, populated_db
 
     settings = make_settings(tmp_path)
     populated_db(settings, n=10)  # + the poison corpus as the worker dead-letters it

@@ -28,7 +28,7 @@ from stream.processes import spawn
 from stream.query import QueryClient
 from stream.schema import Post
 from tests.conftest import wait_until
-from tests.test_worker_kafka import make_posts
+from tests.factories import make_posts
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

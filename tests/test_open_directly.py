@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.test_store_helpers import make_settings, populated_db
+from tests.factories import make_settings, populated_db
 
 
 def test_plain_duckdb_reads_a_sink_written_file_read_only(tmp_path):

@@ -10,7 +10,7 @@ from stream.export import export
 from stream.schema import CohortCall
 from stream.sink import Sink
 from stream.store import connect
-from tests.test_store_helpers import make_settings, records, scored_post
+from tests.factories import make_settings, records, scored_post
 
 
 def test_pseudonymized_storage_and_export_hold_no_handles_or_bios(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from stream.cli import main
 from stream.config import Settings, get_settings
-from tests.test_store_helpers import make_settings, populated_db
+from tests.factories import make_settings, populated_db
 
 
 @pytest.fixture

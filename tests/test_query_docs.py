@@ -10,7 +10,7 @@ import pytest
 from stream.query import QueryClient, ensure_read_only
 from stream.sink import Sink
 from stream.store import VIEWS, connect
-from tests.test_store_helpers import make_settings, populated_db, records, scored_post
+from tests.factories import make_settings, populated_db, records, scored_post
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
 BLOCKS = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.DOTALL)

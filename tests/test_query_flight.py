@@ -27,7 +27,7 @@ from stream.query import (
     ResultTooLargeError,
     read_token,
 )
-from tests.test_store_helpers import make_settings
+from tests.factories import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WRITER = """
 import signal, sys, threading, time
 sys.path.insert(0, {root!r})
-from tests.test_store_helpers import records, scored_post
+from tests.factories import records, scored_post
 from stream.config import Settings
 from stream.query import lock_down, serve_in_thread
 from stream.sink import Sink
@@ -273,7 +273,7 @@ def test_huge_results_and_slow_queries_are_cut_off_server_side(writer) -> None:
 
 
 def test_timeout_interrupts_the_query_on_the_direct_path(tmp_path: Path) -> None:
-    from tests.test_store_helpers import records, scored_post
+    from tests.factories import records, scored_post
 
     settings = make_settings(tmp_path, query_timeout_s=0.5)
     from stream.sink import Sink

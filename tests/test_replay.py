@@ -17,7 +17,7 @@ from stream.sources.replay import (
     replay_run_id,
     schedule,
 )
-from tests.test_store_helpers import START, make_settings, records, scored_post
+from tests.factories import START, make_settings, records, scored_post
 
 
 @pytest.fixture

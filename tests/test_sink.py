@@ -10,7 +10,7 @@ import pytest
 from stream.config import Settings
 from stream.sink import RawRecord, Sink
 from stream.store import connect
-from tests.test_store_helpers import annotation, make_settings, records, scored_post
+from tests.factories import annotation, make_settings, records, scored_post
 
 
 def _open(settings: Settings, sink: Sink | None) -> duckdb.DuckDBPyConnection:

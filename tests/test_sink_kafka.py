@@ -17,7 +17,7 @@ from stream import kafka
 from stream.config import Settings
 from stream.query import QueryClient
 from stream.schema import Post, ScoredPost
-from tests.test_store_helpers import annotation, scored_post
+from tests.factories import annotation, scored_post
 
 pytestmark = pytest.mark.integration
 

@@ -9,14 +9,13 @@ import os
 import re
 import signal
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from stream import kafka
 from stream.config import Settings
-from stream.schema import Author, Post
 from tests.conftest import swingdial_process, wait_until
+from tests.factories import make_posts
 
 pytestmark = pytest.mark.integration
 
@@ -34,30 +33,6 @@ MALFORMED = [
         }
     ).encode(),
 ]
-
-TEXTS = [
-    "Trump was great tonight, best interview ever",
-    "This Space is a total disaster, can't even join",
-    "Harris would never sit down for two hours like this",
-    "Musk is just a billionaire shilling for Trump",
-    "Still undecided after listening, both sides talk past us",
-]
-
-
-def make_posts(n: int, run_id: str) -> list[Post]:
-    start = datetime(2024, 8, 13, tzinfo=UTC)
-    return [
-        Post(
-            id=f"{run_id}-{i}",
-            run_id=run_id,
-            event_id="trump-musk-2024",
-            event_time=start + timedelta(seconds=10 * i),
-            author=Author(id=f"a{i % 17}", handle=f"user{i % 17}", bio="Independent", followers=i),
-            text=f"{TEXTS[i % len(TEXTS)]} #{i}",
-            source="test",
-        )
-        for i in range(n)
-    ]
 
 
 def produce(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
