@@ -26,11 +26,10 @@ from typing import Any
 
 import psutil
 
-from infra.broker import Broker
 from stream import kafka
 from stream.config import Settings
 from stream.events import load_event
-from stream.processes import free_port, isolated, spawn
+from stream.processes import free_port, isolated, running_broker, spawn
 from stream.query import QueryClient
 from stream.sources.producer import send_records
 from stream.sources.simulator import simulate
@@ -81,13 +80,10 @@ def private_broker(base: Settings) -> Iterator[Settings]:
             "duckdb_path": None,
         }
     )
-    broker = Broker(settings)
-    broker.start()
     try:
-        kafka.wait_for_broker(settings)
-        yield settings
+        with running_broker(settings):
+            yield settings
     finally:
-        broker.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -10,8 +10,11 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from infra.broker import Broker
 from stream.config import Settings
 
 
@@ -57,3 +60,17 @@ def isolated(settings: Settings, tag: str, home: Path) -> Settings:
             "dashboard_port": free_port(),
         }
     )
+
+
+@contextmanager
+def running_broker(settings: Settings) -> Iterator[Settings]:
+    """A local broker (or cluster) for the block: started, answering, then stopped."""
+    from stream import kafka
+
+    broker = Broker(settings)
+    broker.start()
+    try:
+        kafka.wait_for_broker(settings)
+        yield settings
+    finally:
+        broker.stop()

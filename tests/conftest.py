@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stream.config import Settings
-from stream.processes import free_port, isolated, spawn
+from stream.processes import free_port, isolated, running_broker, spawn
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -33,17 +33,9 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
     """A real single-node KRaft broker for the whole test session."""
     if shutil.which("java") is None or shutil.which("mvn") is None:
         pytest.skip("Java and Maven are needed to run the Kafka broker")
-    from infra.broker import Broker
-    from stream import kafka
-
     settings = private_broker_settings(tmp_path_factory.mktemp("broker-home"), partitions=3)
-    broker = Broker(settings)
-    broker.start()
-    try:
-        kafka.wait_for_broker(settings)
+    with running_broker(settings):
         yield settings
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

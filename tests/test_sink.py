@@ -9,7 +9,7 @@ import pytest
 
 from stream.config import Settings
 from stream.sink import RawRecord, Sink
-from stream.store import connect
+from stream.store import VIEWS, connect
 from tests.factories import annotation, make_settings, records, scored_post
 
 
@@ -226,11 +226,4 @@ def test_offsets_survive_reopen_and_views_exist(settings: Settings) -> None:
     con = duckdb.connect(str(settings.db_path), read_only=True)
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     con.close()
-    assert {
-        "v_minute_cohort",
-        "v_minute_cohort_target",
-        "v_minute_volume",
-        "v_sample_posts",
-        "v_author_cohorts",
-        "v_runs",
-    } <= views
+    assert set(VIEWS) <= views
