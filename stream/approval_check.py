@@ -85,7 +85,7 @@ def pearson(xs: list[float], ys: list[float]) -> float:
 def run_check(broker_settings: Settings, minutes: int = 60, per_minute: int = 15) -> dict[str, Any]:
     """Stream the check through a worker and sink of its own; returns the correlations."""
     from stream import kafka
-    from stream.bench import running_pipeline
+    from stream.bench import count_stored, running_pipeline
 
     stream = build_stream(broker_settings.shared_data, minutes, per_minute)
     tag = f"approval-{int(time.time()) % 10**6}"
@@ -97,8 +97,7 @@ def run_check(broker_settings: Settings, minutes: int = 60, per_minute: int = 15
         producer.close()
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            done = client.sql("SELECT count(*) AS n FROM scores WHERE run_id = 'approval-check'")
-            if done.column("n")[0].as_py() >= len(stream.posts):
+            if count_stored(client, "approval-check") >= len(stream.posts):
                 break
             time.sleep(1)
         approval = client.sql(

@@ -60,7 +60,8 @@ def _rss_mb(proc: subprocess.Popen) -> float:
         return 0.0
 
 
-def _count(client: QueryClient, run_id: str) -> int:
+def count_stored(client: QueryClient, run_id: str) -> int:
+    """Posts of ``run_id`` in DuckDB so far (0 while the sink is still starting)."""
     try:
         table = client.sql("SELECT count(*) FROM scores WHERE run_id = ?", [run_id])
         return int(table.column(0)[0].as_py())
@@ -141,7 +142,7 @@ def run_pipeline(
         # Warm-up: a few posts through the whole path so the model is loaded before timing.
         event = load_event("trump-musk-2024")
         send_records(settings, simulate(event, "warmup", seed=1, speed=0, max_posts=5), False)
-        while _count(client, "warmup") == 0:
+        while count_stored(client, "warmup") == 0:
             time.sleep(0.2)
         records = [
             r
@@ -169,7 +170,7 @@ def run_pipeline(
         first_row_s = None
         next_sample = sample_every
         while True:
-            n = _count(client, tag)
+            n = count_stored(client, tag)
             now = time.perf_counter() - sent_at
             if first_row_s is None and n > 0:
                 first_row_s = now
