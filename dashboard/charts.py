@@ -12,17 +12,20 @@ import altair as alt
 import pandas as pd
 
 from dashboard.queries import dial
+from models.cohort import COHORTS
 
-# Cohort presentation in one place: legend order, colour, line weight, label. Any other
-# cohort name (e.g. "unplaced") is drawn after these as a thin grey line.
-COHORT_ORDER = ["moderate", "lean_left", "lean_right", "unknown"]
-COHORT_COLORS = ["#6a1b9a", "#1f77b4", "#d62728", "#9e9e9e"]
-COHORT_WIDTHS = [4.5, 1.8, 1.8, 1.2]
+# Cohort presentation in one place: legend order, colour, line weight, label (the names
+# come from models/cohort.py). Voters without positive evidence ("unplaced") are a thin
+# grey line, so totals stay visible; any other cohort name is drawn after these, grey too.
+COHORT_ORDER = list(COHORTS)
+COHORT_COLORS = ["#6a1b9a", "#1f77b4", "#d62728", "#9e9e9e", "#cfcfcf"]
+COHORT_WIDTHS = [4.5, 1.8, 1.8, 1.0, 1.0]
 COHORT_LABELS = {
     "moderate": "moderate / undecided",
     "lean_left": "lean left",
     "lean_right": "lean right",
-    "unknown": "unknown",
+    "unplaced": "unplaced voters",
+    "unknown": "media / spam",
 }
 OTHER_COHORT_COLORS = ["#757575", "#bdbdbd", "#616161"]
 OTHER_COHORT_WIDTH = 1.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,9 +19,6 @@ EARLIEST = datetime(2006, 3, 21, tzinfo=UTC)  # the first tweet; nothing older i
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_TEXT = 10_000
 MAX_FOLLOWERS = 1_000_000_000
-
-Cohort = Literal["moderate", "lean_left", "lean_right", "unknown"]
-COHORTS: tuple[str, ...] = ("moderate", "lean_left", "lean_right", "unknown")
 
 
 class Author(BaseModel):

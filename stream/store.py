@@ -243,6 +243,7 @@ SELECT run_id, minute,
        count(*) FILTER (WHERE cohort = 'moderate')     AS moderate,
        count(*) FILTER (WHERE cohort = 'lean_left')    AS lean_left,
        count(*) FILTER (WHERE cohort = 'lean_right')   AS lean_right,
+       count(*) FILTER (WHERE cohort = 'unplaced')     AS unplaced,
        count(*) FILTER (WHERE cohort = 'unknown')      AS unknown,
        avg(epoch(stored_at) - epoch(received_at))      AS mean_latency_s
 FROM scores
