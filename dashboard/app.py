@@ -178,11 +178,12 @@ def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
             )
     present = queries.cohorts(query, run_id)
     options, _, _ = charts.cohort_style(present)
-    extra = [c for c in options if c not in charts.COHORT_ORDER]
     cohorts = sb.multiselect(
         "Cohorts",
         options,
-        default=["moderate", "lean_left", "lean_right", *extra],
+        # Every voter cohort, unplaced voters included (a thin grey line, so totals show);
+        # media and spam accounts are not voters.
+        default=[c for c in options if c != "unknown"],
         format_func=charts.cohort_label,
         key="cohorts",
     )

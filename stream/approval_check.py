@@ -118,7 +118,7 @@ def run_check(broker_settings: Settings, minutes: int = 60, per_minute: int = 15
     return {
         "minutes": len(rows),
         "posts": len(stream.posts),
-        "stance_posts_per_minute": sum(r["n_stance"] for r in rows) / max(1, len(rows)),
+        "stance_posts_per_minute": float(sum(r["n_stance"] for r in rows)) / max(1, len(rows)),
         "r_approval": pearson([r["approval"] for r in rows], truth),
         "r_mean_net_stance": pearson([mood_by_minute[r["minute"]] for r in rows], truth),
         "truth_range": [min(truth), max(truth)],
