@@ -3,8 +3,11 @@
 Needs ``apt-get install chromium`` (Playwright's own browser downloads are not used). The
 page is checked at 1280 and 1920 px: the approval dial comes first, and no label is cut
 (no "…", nothing outside its chart, no overflowing tile). ``SWINGDIAL_SCREENSHOT_DIR`` keeps
-the screenshots; ``SWINGDIAL_UPDATE_SCREENSHOT=1`` refreshes ``docs/img/dashboard.png``
-(written anyway when missing).
+the screenshots.
+
+``pytest -m demo tests/test_dashboard_browser.py`` (opt-in, a few minutes: it runs the whole
+live demo) checks the same at both widths on the real demo and takes the README's
+screenshot, ``docs/img/dashboard.png``, from it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ CHROMIUM_ARGS = [
 ]
 README_SHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "dashboard.png"
 STARTUP_TIMEOUT_S = 90
+DEMO_WARMUP_S = 150
 RENDER_TIMEOUT_MS = 90_000
 
 
@@ -219,8 +223,62 @@ def test_dashboard_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
             texts = " ".join(cells.all_inner_texts())
             assert "negative" in texts and "positive" not in texts
-            if not README_SHOT.exists() or os.environ.get("SWINGDIAL_UPDATE_SCREENSHOT"):
-                README_SHOT.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(shots / "dashboard-1280.png", README_SHOT)
         finally:
             browser.close()
+
+
+@pytest.mark.demo
+def test_the_real_demo_at_two_widths_gives_the_readme_screenshot(tmp_path: Path) -> None:
+    """`swingdial demo` (broker, worker, sink, simulator, dashboard) as an analyst sees it
+    after a few minutes: the dial of the person on air first, no cut label at either width."""
+    import signal
+
+    from playwright.sync_api import expect, sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SWINGDIAL_")},
+        "SWINGDIAL_HOME": str(tmp_path / "home"),
+        "SWINGDIAL_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "SWINGDIAL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "SWINGDIAL_QUERY_PORT": str(free_port()),
+        "SWINGDIAL_DASHBOARD_PORT": str(port),
+    }
+    log = (tmp_path / "demo.log").open("wb")
+    demo = subprocess.Popen(
+        [*swingdial_cli(), "demo", "--speed", "30"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    shots = Path(os.environ.get("SWINGDIAL_SCREENSHOT_DIR", tmp_path))
+    try:
+        time.sleep(DEMO_WARMUP_S)  # ~60 event minutes at --speed 30
+        assert demo.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                for width in WIDTHS:
+                    page = open_page(browser, f"http://127.0.0.1:{port}/", width)
+                    dial = page.locator(".vega-embed").first
+                    expect(dial).to_contain_text("Approval of the person on air")
+                    expect(dial).to_contain_text("moderate / undecided (")
+                    expect(page.get_by_text("last complete minute")).to_be_visible()
+                    page.screenshot(path=str(shots / f"demo-{width}.png"))
+                    cut = page.evaluate(CUT_LABELS_JS)
+                    assert cut == [], f"cut or overflowing labels at {width} px: {cut}"
+                    page.close()
+            finally:
+                browser.close()
+        README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shots / "demo-1280.png", README_SHOT)
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        try:
+            demo.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+        log.close()
