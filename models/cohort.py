@@ -365,6 +365,9 @@ def _percent(post: Mapping[str, float]) -> str:
     )
 
 
+_OTHER_SIDE = {LEAN_LEFT: LEAN_RIGHT, LEAN_RIGHT: LEAN_LEFT}
+
+
 def decide(
     bio_call: tuple[str, list[str]] | Any,
     history: CohortHistory | Mapping[str, Any] | None,
@@ -404,6 +407,11 @@ def decide(
     post = posterior(history, sides=sides, confusion=confusion)
     best = max(post, key=post.__getitem__)
     reading = f"posterior with the model's measured error rates: {_percent(post)}"
+    if best in (LEAN_LEFT, LEAN_RIGHT) and pts[best] <= pts[_OTHER_SIDE[best]]:
+        # The posterior compares only the partisan types it knows; with an even split of
+        # calls both fit badly and the model's asymmetric error rates alone would pick a
+        # side. An even record is no evidence of a side.
+        return UNPLACED, [summary, reading, "no majority of stance points for either side"]
     if post[best] >= confident:
         return best, [summary, reading]
     return UNPLACED, [summary, reading, f"no cohort reaches {confident:.0%}"]
