@@ -35,6 +35,7 @@ from models.data import (
     stance_train_set,
 )
 from models.encoder import Encoder
+from models.evaluate import evaluate
 from models.heads import Heads
 from models.paths import ARTIFACTS_DIR
 from models.train import (
@@ -90,7 +91,6 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     """Fine-tune adapters + heads, write artifacts and metrics to ``out_dir``."""
     from safetensors.torch import load_file
 
-    from models.evaluate import evaluate
     from models.scorer import read_meta
 
     cfg.check()
@@ -284,7 +284,6 @@ def refit_stance_head(
     without them the refitted head almost never calls a Trump post ``none`` (5% on the weak
     3-way dev set, where the labels say 47%).
     """
-    from models.evaluate import evaluate
     from models.scorer import load_model
     from models.train import EmbeddingCache, fit_stance_head
 
@@ -301,22 +300,17 @@ def refit_stance_head(
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
         embed(sorted({ex.text for ex in stance} | {ex.target for ex in stance}))
     fit_stance_head(heads, embed, stance, epochs=epochs, seed=seed)
-    metrics = evaluate(heads, encoder.encode, root)
-    info = dict(meta.get("training", {}))
-    info["stance_head_refit"] = {
-        "epochs": epochs,
-        "rows": len(stance),
-        "swap_share": swap_share,
-        "weak_limit": weak_limit,
-    }
-    old = json.loads((artifacts / "metrics.json").read_text())
-    for key in ("loto", "loto_note", "loto_lora", "loto_lora_note"):
-        if key in old:
-            metrics[key] = old[key]
-    save_artifacts(
-        out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=encoder.max_length
+    details = {"epochs": epochs, "rows": len(stance), "swap_share": swap_share}
+    return _save_refit(
+        out_dir,
+        artifacts,
+        meta,
+        heads,
+        encoder,
+        root,
+        "stance_head_refit",
+        {**details, "weak_limit": weak_limit},
     )
-    return metrics
 
 
 def refit_sentiment_head(
@@ -334,7 +328,6 @@ def refit_sentiment_head(
     several epochs of the head on fixed embeddings are one encoding pass. The out-of-time
     dev origin stays held out.
     """
-    from models.evaluate import evaluate
     from models.scorer import load_model
     from models.train import EmbeddingCache, fit_simple_head
 
@@ -354,18 +347,39 @@ def refit_sentiment_head(
         seed=seed,
         weight_scale=[1.0, neutral_weight, 1.0],
     )
+    details = {"epochs": epochs, "rows": len(texts), "neutral_weight": neutral_weight}
+    return _save_refit(
+        out_dir,
+        artifacts,
+        meta,
+        heads,
+        encoder,
+        root,
+        "sentiment_head_refit",
+        {**details, "hold_out": OUT_OF_TIME_ORIGIN},
+    )
+
+
+# Figures that a head refit does not re-measure: carried over from the base run's metrics.
+CARRIED_METRICS = ("loto", "loto_note", "loto_lora", "loto_lora_note", "cohort_benchmark")
+
+
+def _save_refit(
+    out_dir: Path,
+    artifacts: Path,
+    meta: dict,
+    heads: Heads,
+    encoder: Encoder,
+    root: Path | str,
+    name: str,
+    details: dict,
+) -> dict:
+    """Evaluate a refit head, record how it was made, and save the run's artifacts."""
     metrics = evaluate(heads, encoder.encode, root)
     info = dict(meta.get("training", {}))
-    info["sentiment_head_refit"] = {
-        "epochs": epochs,
-        "rows": len(texts),
-        "neutral_weight": neutral_weight,
-        "hold_out": OUT_OF_TIME_ORIGIN,
-    }
+    info[name] = details
     old = json.loads((artifacts / "metrics.json").read_text())
-    for key in ("loto", "loto_note", "loto_lora", "loto_lora_note"):
-        if key in old:
-            metrics[key] = old[key]
+    metrics.update({key: old[key] for key in CARRIED_METRICS if key in old})
     save_artifacts(
         out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=encoder.max_length
     )
