@@ -300,17 +300,13 @@ def refit_stance_head(
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
         embed(sorted({ex.text for ex in stance} | {ex.target for ex in stance}))
     fit_stance_head(heads, embed, stance, epochs=epochs, seed=seed)
-    details = {"epochs": epochs, "rows": len(stance), "swap_share": swap_share}
-    return _save_refit(
-        out_dir,
-        artifacts,
-        meta,
-        heads,
-        encoder,
-        root,
-        "stance_head_refit",
-        {**details, "weak_limit": weak_limit},
-    )
+    how = {
+        "epochs": epochs,
+        "rows": len(stance),
+        "swap_share": swap_share,
+        "weak_limit": weak_limit,
+    }
+    return _save_refit(out_dir, artifacts, meta, heads, encoder, root, "stance_head_refit", how)
 
 
 def refit_sentiment_head(
@@ -347,17 +343,13 @@ def refit_sentiment_head(
         seed=seed,
         weight_scale=[1.0, neutral_weight, 1.0],
     )
-    details = {"epochs": epochs, "rows": len(texts), "neutral_weight": neutral_weight}
-    return _save_refit(
-        out_dir,
-        artifacts,
-        meta,
-        heads,
-        encoder,
-        root,
-        "sentiment_head_refit",
-        {**details, "hold_out": OUT_OF_TIME_ORIGIN},
-    )
+    how = {
+        "epochs": epochs,
+        "rows": len(texts),
+        "neutral_weight": neutral_weight,
+        "hold_out": OUT_OF_TIME_ORIGIN,
+    }
+    return _save_refit(out_dir, artifacts, meta, heads, encoder, root, "sentiment_head_refit", how)
 
 
 # Figures that a head refit does not re-measure: carried over from the base run's metrics.

@@ -151,9 +151,6 @@ def score_isolating(score: ScoreFn, posts: list[Post]) -> list[dict[str, Any] | 
         return []
     try:
         outputs = score(posts)
-        if len(outputs) != len(posts):
-            raise BatchFailed(f"scorer returned {len(outputs)} outputs for {len(posts)} posts")
-        return list(outputs)
     except Exception as batch_error:  # noqa: BLE001 - any model failure is isolated below
         if len(posts) == 1:
             raise BatchFailed(f"scoring failed: {batch_error!r}") from batch_error
@@ -166,6 +163,9 @@ def score_isolating(score: ScoreFn, posts: list[Post]) -> list[dict[str, Any] | 
         if all(isinstance(r, Exception) for r in results):
             raise BatchFailed(f"scoring failed for every post: {batch_error!r}") from batch_error
         return results
+    if len(outputs) != len(posts):  # a broken model, not a bad post
+        raise BatchFailed(f"scorer returned {len(outputs)} outputs for {len(posts)} posts")
+    return list(outputs)
 
 
 def _received_at(record: InRecord) -> datetime | None:

@@ -18,6 +18,7 @@ import ssl
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -58,7 +59,7 @@ class EventAwareScorer:
     usual case: one live event at a time) keep the cache warm.
     """
 
-    def __init__(self, scorer: Scorer, events_dir: Any = None) -> None:
+    def __init__(self, scorer: Scorer, events_dir: Path | None = None) -> None:
         self.scorer = scorer
         self.version = scorer.version
         self.events_dir = events_dir
