@@ -18,6 +18,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from stream import tables
+from stream.tables import merged_batch_schema, tables_sql
+
 SCHEMA_VERSION = 3
 # What each version added; opening an older file applies the steps after its version (all
 # additive so far: TABLES_SQL creates what is missing). A newer file is refused.
@@ -26,150 +29,7 @@ MIGRATIONS = {
     3: "dead_letters: the posts.dlq topic, indexed by the sink",
 }
 
-TABLES_SQL = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id        VARCHAR PRIMARY KEY,
-    event_id      VARCHAR NOT NULL,
-    source        VARCHAR,
-    model_version VARCHAR,
-    replay_of     VARCHAR,
-    first_seen_at TIMESTAMPTZ NOT NULL,
-    last_seen_at  TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS posts (
-    run_id      VARCHAR NOT NULL,
-    post_id     VARCHAR NOT NULL,
-    event_id    VARCHAR NOT NULL,
-    event_time  TIMESTAMPTZ NOT NULL,
-    minute      TIMESTAMPTZ NOT NULL,
-    author_id   VARCHAR NOT NULL,
-    text        VARCHAR NOT NULL,
-    lang        VARCHAR,
-    repost_of   VARCHAR,
-    reply_to    VARCHAR,
-    source      VARCHAR,
-    raw         JSON NOT NULL,          -- the post exactly as validated: replay reads this
-    truth       JSON,                   -- simulator ground truth (never read by the scorer)
-    received_at TIMESTAMPTZ,
-    PRIMARY KEY (run_id, post_id)
-);
-CREATE TABLE IF NOT EXISTS authors (
-    run_id          VARCHAR NOT NULL,
-    author_id       VARCHAR NOT NULL,
-    handle          VARCHAR NOT NULL,
-    bio             VARCHAR,
-    followers       BIGINT,
-    cohort          VARCHAR NOT NULL,
-    cohort_evidence VARCHAR[],
-    posts_seen      BIGINT NOT NULL,
-    updated_at      TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (run_id, author_id)
-);
-CREATE TABLE IF NOT EXISTS scores (
-    run_id        VARCHAR NOT NULL,
-    post_id       VARCHAR NOT NULL,
-    event_time    TIMESTAMPTZ NOT NULL,
-    minute        TIMESTAMPTZ NOT NULL,
-    author_id     VARCHAR NOT NULL,
-    cohort        VARCHAR NOT NULL,
-    sentiment     VARCHAR NOT NULL,
-    p_negative    FLOAT NOT NULL,
-    p_neutral     FLOAT NOT NULL,
-    p_positive    FLOAT NOT NULL,
-    net_sentiment FLOAT NOT NULL,       -- p_positive - p_negative, in [-1, 1]
-    emotion       VARCHAR,
-    topic         VARCHAR,
-    model_version VARCHAR NOT NULL,
-    received_at   TIMESTAMPTZ,          -- when the worker took the post from Kafka
-    scored_at     TIMESTAMPTZ NOT NULL,
-    stored_at     TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (run_id, post_id)
-);
-CREATE TABLE IF NOT EXISTS stances (
-    run_id    VARCHAR NOT NULL,
-    post_id   VARCHAR NOT NULL,
-    target    VARCHAR NOT NULL,
-    minute    TIMESTAMPTZ NOT NULL,
-    cohort    VARCHAR NOT NULL,
-    label     VARCHAR NOT NULL,
-    p_favor   FLOAT NOT NULL,
-    p_against FLOAT NOT NULL,
-    p_none    FLOAT NOT NULL,
-    net_stance FLOAT NOT NULL,          -- p_favor - p_against, in [-1, 1]
-    PRIMARY KEY (run_id, post_id, target)
-);
-CREATE TABLE IF NOT EXISTS moments (
-    event_id    VARCHAR NOT NULL,
-    moment_id   VARCHAR NOT NULL,
-    at_time     TIMESTAMPTZ NOT NULL,
-    until_time  TIMESTAMPTZ,
-    title       VARCHAR NOT NULL,
-    topic       VARCHAR,
-    description VARCHAR,
-    PRIMARY KEY (event_id, moment_id)
-);
-CREATE TABLE IF NOT EXISTS annotations (
-    annotation_id VARCHAR PRIMARY KEY,
-    event_id      VARCHAR,
-    run_id        VARCHAR,
-    at_time       TIMESTAMPTZ NOT NULL,
-    text          VARCHAR NOT NULL,
-    author        VARCHAR NOT NULL,
-    created_at    TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS kafka_offsets (
-    consumer_group VARCHAR NOT NULL,
-    topic          VARCHAR NOT NULL,
-    partition      INTEGER NOT NULL,
-    next_offset    BIGINT NOT NULL,      -- the first offset NOT yet stored
-    updated_at     TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (consumer_group, topic, partition)
-);
-CREATE TABLE IF NOT EXISTS sink_rejects (
-    topic        VARCHAR NOT NULL,
-    partition    INTEGER NOT NULL,
-    kafka_offset BIGINT NOT NULL,
-    reason       VARCHAR NOT NULL,
-    raw          BLOB,                  -- the value exactly as it came off Kafka
-    rejected_at  TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (topic, partition, kafka_offset)
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    dlq_partition    INTEGER NOT NULL,
-    dlq_offset       BIGINT NOT NULL,
-    reason           VARCHAR NOT NULL,
-    reason_kind      VARCHAR NOT NULL,      -- the reason's words before the first ':'
-    source_topic     VARCHAR,
-    source_partition INTEGER,
-    source_offset    BIGINT,
-    truncated        BOOLEAN NOT NULL,      -- raw holds only the first 64 KiB
-    original_size    BIGINT NOT NULL,
-    original_sha256  VARCHAR,
-    key              BLOB,
-    raw              BLOB,                  -- the record's bytes (or their first 64 KiB)
-    dead_at          TIMESTAMPTZ,           -- when the worker dead-lettered it
-    stored_at        TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (dlq_partition, dlq_offset)
-);
-CREATE TABLE IF NOT EXISTS sink_stats (
-    consumer_group        VARCHAR PRIMARY KEY,
-    pid                   INTEGER,
-    started_at            TIMESTAMPTZ,   -- when the current sink process started
-    batches               BIGINT NOT NULL,
-    records               BIGINT NOT NULL,   -- Kafka records consumed (all topics)
-    rows_written          BIGINT NOT NULL,   -- new posts stored
-    duplicates            BIGINT NOT NULL,   -- scored posts already stored (ignored)
-    annotations           BIGINT NOT NULL,
-    rejects               BIGINT NOT NULL,
-    last_batch_records    INTEGER,
-    last_batch_rows       INTEGER,
-    last_batch_latency_ms DOUBLE,            -- decode + build + one transaction
-    last_e2e_latency_ms   DOUBLE,            -- mean stored_at - received_at of the last batch
-    lag                   BIGINT,            -- records behind the end of the topics
-    last_batch_at         TIMESTAMPTZ
-);
-CREATE TABLE IF NOT EXISTS schema_info (key VARCHAR PRIMARY KEY, value VARCHAR);
-"""
+TABLES_SQL = tables_sql()
 
 # Stable read API for the dashboard and ad-hoc SQL (documented in docs/schema.md).
 # ci_* is a normal-approximation 95% interval of the mean (NULL below two posts).
@@ -363,111 +223,29 @@ def init_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 # --------------------------------------------------------------------------- writer side
 
-_TS = pa.timestamp("us", tz="UTC")
-
-# The Arrow shape of each batch table (the SQL below depends on these names).
-SCORED_SCHEMA = pa.schema(
-    [
-        ("seq", pa.int64()),  # arrival order within the batch
-        ("run_id", pa.string()),
-        ("post_id", pa.string()),
-        ("event_id", pa.string()),
-        ("event_time", _TS),
-        ("minute", _TS),
-        ("author_id", pa.string()),
-        ("handle", pa.string()),
-        ("bio", pa.string()),
-        ("followers", pa.int64()),
-        ("text", pa.string()),
-        ("lang", pa.string()),
-        ("repost_of", pa.string()),
-        ("reply_to", pa.string()),
-        ("source", pa.string()),
-        ("raw", pa.string()),
-        ("truth", pa.string()),
-        ("received_at", _TS),
-        ("cohort", pa.string()),
-        ("cohort_evidence", pa.list_(pa.string())),
-        ("sentiment", pa.string()),
-        ("p_negative", pa.float32()),
-        ("p_neutral", pa.float32()),
-        ("p_positive", pa.float32()),
-        ("net_sentiment", pa.float32()),
-        ("emotion", pa.string()),
-        ("topic", pa.string()),
-        ("model_version", pa.string()),
-        ("scored_at", _TS),
-    ]
+# The Arrow shape of each batch table, from the one table specification (stream/tables.py).
+# ``scored`` is wide: it fills posts, scores and authors (and runs) in one go.
+SCORED_SCHEMA = merged_batch_schema(
+    tables.POSTS, tables.SCORES, tables.AUTHORS, first=(pa.field("seq", pa.int64()),)
 )
-STANCES_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("post_id", pa.string()),
-        ("target", pa.string()),
-        ("minute", _TS),
-        ("cohort", pa.string()),
-        ("label", pa.string()),
-        ("p_favor", pa.float32()),
-        ("p_against", pa.float32()),
-        ("p_none", pa.float32()),
-        ("net_stance", pa.float32()),
-    ]
-)
-ANNOTATIONS_SCHEMA = pa.schema(
-    [
-        ("annotation_id", pa.string()),
-        ("event_id", pa.string()),
-        ("run_id", pa.string()),
-        ("at_time", _TS),
-        ("text", pa.string()),
-        ("author", pa.string()),
-        ("created_at", _TS),
-    ]
-)
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("topic", pa.string()),
-        ("partition", pa.int32()),
-        ("kafka_offset", pa.int64()),
-        ("reason", pa.string()),
-        ("raw", pa.binary()),
-    ]
-)
-MOMENTS_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("moment_id", pa.string()),
-        ("at_time", _TS),
-        ("until_time", _TS),
-        ("title", pa.string()),
-        ("topic", pa.string()),
-        ("description", pa.string()),
-    ]
-)
-DEAD_LETTERS_SCHEMA = pa.schema(
-    [
-        ("dlq_partition", pa.int32()),
-        ("dlq_offset", pa.int64()),
-        ("reason", pa.string()),
-        ("reason_kind", pa.string()),
-        ("source_topic", pa.string()),
-        ("source_partition", pa.int32()),
-        ("source_offset", pa.int64()),
-        ("truncated", pa.bool_()),
-        ("original_size", pa.int64()),
-        ("original_sha256", pa.string()),
-        ("key", pa.binary()),
-        ("raw", pa.binary()),
-        ("dead_at", _TS),
-    ]
-)
-OFFSETS_SCHEMA = pa.schema(
-    [("topic", pa.string()), ("partition", pa.int32()), ("next_offset", pa.int64())]
-)
+STANCES_SCHEMA = tables.STANCES.batch_schema()
+ANNOTATIONS_SCHEMA = tables.ANNOTATIONS.batch_schema()
+REJECTS_SCHEMA = tables.SINK_REJECTS.batch_schema()
+MOMENTS_SCHEMA = tables.MOMENTS.batch_schema()
+DEAD_LETTERS_SCHEMA = tables.DEAD_LETTERS.batch_schema()
+OFFSETS_SCHEMA = tables.KAFKA_OFFSETS.batch_schema()
 
 
 def arrow_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Column-wise Arrow table from row dicts (keys missing from a row become NULL)."""
+    """Column-wise Arrow table from row dicts (keys missing from a row become NULL).
+
+    A key the schema does not know is an error, not a silently dropped column: row dicts
+    and the table specification cannot drift apart.
+    """
+    names = set(schema.names)
+    for row in rows:
+        if not row.keys() <= names:
+            raise KeyError(f"columns not in the table specification: {sorted(row.keys() - names)}")
     return pa.table({name: [row.get(name) for row in rows] for name in schema.names}, schema=schema)
 
 
@@ -503,54 +281,42 @@ class BatchResult:
     latency_ms: float
 
 
-_INSERT_SQL = """
-CREATE OR REPLACE TEMP TABLE _sink_new AS
+_AUTHOR_IS_NEWER = "excluded.updated_at >= authors.updated_at"
+
+# One micro-batch is stored by these statements, in order, in one transaction. Column
+# lists come from the table specification; only the set logic is written here.
+_INSERT_STATEMENTS = [
+    """CREATE OR REPLACE TEMP TABLE _sink_new AS
     SELECT b.* FROM _b_scored b
-    ANTI JOIN posts p ON p.run_id = b.run_id AND p.post_id = b.post_id;
-
-INSERT OR IGNORE INTO posts
-SELECT run_id, post_id, event_id, event_time, minute, author_id, text, lang, repost_of,
-       reply_to, source, raw::JSON, truth::JSON, received_at
-FROM _sink_new;
-
-INSERT OR IGNORE INTO scores
-SELECT run_id, post_id, event_time, minute, author_id, cohort, sentiment, p_negative,
-       p_neutral, p_positive, net_sentiment, emotion, topic, model_version, received_at,
-       scored_at, now()
-FROM _sink_new;
-
-INSERT OR IGNORE INTO stances
-SELECT st.run_id, st.post_id, st.target, st.minute, st.cohort, st.label, st.p_favor,
-       st.p_against, st.p_none, st.net_stance
-FROM _b_stances st
-SEMI JOIN _sink_new n ON n.run_id = st.run_id AND n.post_id = st.post_id;
-
--- The author's cohort is the one called on their latest post by event time, so the result
--- does not depend on delivery order; updated_at holds that post's event_time.
-INSERT INTO authors
-SELECT run_id, author_id, handle, bio, followers, cohort, cohort_evidence, n, event_time
-FROM (
+    ANTI JOIN posts p ON p.run_id = b.run_id AND p.post_id = b.post_id""",
+    tables.POSTS.insert_sql("_sink_new"),
+    tables.SCORES.insert_sql("_sink_new"),
+    tables.STANCES.insert_sql(
+        "_b_stances st",
+        tail="\nSEMI JOIN _sink_new n ON n.run_id = st.run_id AND n.post_id = st.post_id",
+        prefix="st.",
+    ),
+    # The author's cohort is the one called on their latest post by event time, so the
+    # result does not depend on delivery order; updated_at holds that post's event_time.
+    tables.AUTHORS.insert_sql(
+        """(
     SELECT *,
            row_number() OVER w AS rn,
            count(*) OVER (PARTITION BY run_id, author_id) AS n
     FROM _sink_new
     WINDOW w AS (PARTITION BY run_id, author_id ORDER BY event_time DESC, post_id DESC)
-) WHERE rn = 1
-ON CONFLICT (run_id, author_id) DO UPDATE SET
-    posts_seen      = authors.posts_seen + excluded.posts_seen,
-    handle          = CASE WHEN excluded.updated_at >= authors.updated_at
-                           THEN excluded.handle ELSE authors.handle END,
-    bio             = CASE WHEN excluded.updated_at >= authors.updated_at
-                           THEN excluded.bio ELSE authors.bio END,
-    followers       = CASE WHEN excluded.updated_at >= authors.updated_at
-                           THEN excluded.followers ELSE authors.followers END,
-    cohort          = CASE WHEN excluded.updated_at >= authors.updated_at
-                           THEN excluded.cohort ELSE authors.cohort END,
-    cohort_evidence = CASE WHEN excluded.updated_at >= authors.updated_at
-                           THEN excluded.cohort_evidence ELSE authors.cohort_evidence END,
-    updated_at      = greatest(authors.updated_at, excluded.updated_at);
-
-INSERT INTO runs
+) WHERE rn = 1""",
+        verb="INSERT INTO",
+        tail="\nON CONFLICT (run_id, author_id) DO UPDATE SET\n"
+        "    posts_seen = authors.posts_seen + excluded.posts_seen,\n"
+        + "".join(
+            f"    {name} = CASE WHEN {_AUTHOR_IS_NEWER} THEN excluded.{name} "
+            f"ELSE authors.{name} END,\n"
+            for name in ("handle", "bio", "followers", "cohort", "cohort_evidence")
+        )
+        + "    updated_at = greatest(authors.updated_at, excluded.updated_at)",
+    ),
+    """INSERT INTO runs
 SELECT run_id,
        arg_max(event_id, seq),
        arg_max(source, seq),
@@ -561,26 +327,19 @@ SELECT run_id,
 FROM _b_scored GROUP BY run_id
 ON CONFLICT (run_id) DO UPDATE SET
     last_seen_at  = excluded.last_seen_at,
-    model_version = excluded.model_version;
-
-INSERT OR IGNORE INTO annotations
-SELECT annotation_id, event_id, run_id, at_time, text, author, created_at FROM _b_annotations;
-
-INSERT OR IGNORE INTO moments
-SELECT event_id, moment_id, at_time, until_time, title, topic, description FROM _b_moments;
-
-INSERT OR IGNORE INTO sink_rejects
-SELECT topic, partition, kafka_offset, reason, raw, now() FROM _b_rejects;
-
-INSERT OR IGNORE INTO dead_letters
-SELECT *, now() FROM _b_dead_letters;
-
-INSERT INTO kafka_offsets
-SELECT $group, topic, partition, next_offset, now() FROM _b_offsets
-ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
-    next_offset = excluded.next_offset,
-    updated_at  = excluded.updated_at;
-"""
+    model_version = excluded.model_version""",
+    tables.ANNOTATIONS.insert_sql("_b_annotations"),
+    tables.MOMENTS.insert_sql("_b_moments"),
+    tables.SINK_REJECTS.insert_sql("_b_rejects"),
+    tables.DEAD_LETTERS.insert_sql("_b_dead_letters"),
+    tables.KAFKA_OFFSETS.insert_sql(
+        "_b_offsets",
+        verb="INSERT INTO",
+        tail="\nON CONFLICT (consumer_group, topic, partition) DO UPDATE SET\n"
+        "    next_offset = excluded.next_offset,\n"
+        "    updated_at  = excluded.updated_at",
+    ),
+]
 
 _STATS_SQL = """
 INSERT INTO sink_stats VALUES ($group, $pid, $started_at, 1, $records, $rows, $dups, $ann,
@@ -601,8 +360,6 @@ ON CONFLICT (consumer_group) DO UPDATE SET
     lag                   = excluded.lag,
     last_batch_at         = excluded.last_batch_at;
 """
-
-_INSERT_STATEMENTS = [part.strip() for part in _INSERT_SQL.split(";\n") if part.strip()]
 
 _BATCH_VIEWS = (
     "_b_scored",
