@@ -113,18 +113,13 @@ def _where(
 
 
 def runs_sql() -> tuple[str, list]:
+    """The run picker's list: ``v_runs`` (the one definition of a run's post count)."""
     return (
         """
-        SELECT r.run_id, r.event_id, r.source, r.model_version, r.replay_of,
-               r.first_seen_at, r.last_seen_at,
-               coalesce(s.posts, 0) AS posts, s.first_minute, s.last_minute
-        FROM runs r
-        LEFT JOIN (
-            SELECT run_id, count(*) AS posts, min(minute) AS first_minute,
-                   max(minute) AS last_minute
-            FROM scores GROUP BY run_id
-        ) s USING (run_id)
-        ORDER BY r.last_seen_at DESC, r.run_id
+        SELECT run_id, event_id, source, model_version, replay_of, first_seen_at,
+               last_seen_at, posts, first_minute, last_minute
+        FROM v_runs
+        ORDER BY last_seen_at DESC, run_id
         """,
         [],
     )

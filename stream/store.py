@@ -138,11 +138,12 @@ SELECT r.run_id, r.event_id, r.source, r.replay_of, r.model_version,
        r.first_seen_at, r.last_seen_at,
        coalesce(p.posts, 0)   AS posts,
        coalesce(p.authors, 0) AS authors,
-       p.first_event_time, p.last_event_time, p.minutes
+       p.first_event_time, p.last_event_time, p.first_minute, p.last_minute, p.minutes
 FROM runs r
 LEFT JOIN (
     SELECT run_id, count(*) AS posts, count(DISTINCT author_id) AS authors,
            min(event_time) AS first_event_time, max(event_time) AS last_event_time,
+           min(minute) AS first_minute, max(minute) AS last_minute,
            count(DISTINCT minute) AS minutes
     FROM posts GROUP BY run_id
 ) p ON p.run_id = r.run_id;

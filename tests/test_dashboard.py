@@ -177,13 +177,14 @@ def test_live_mode_reads_through_flight_while_a_writer_holds_the_file(
         assert "at **00:29 UTC**" in " ".join(m.value for m in at.markdown)
         assert len(charts_of(at)) == 7  # live mode shows health by default
         # the "sink" stores a new minute; the next refresh follows it
-        writer.execute(
-            "INSERT INTO scores SELECT * REPLACE (post_id || '-new' AS post_id, "
-            "minute + INTERVAL 1 MINUTE AS minute, event_time + INTERVAL 1 MINUTE AS event_time) "
-            "FROM scores WHERE run_id = ? AND minute = (SELECT max(minute) FROM scores "
-            "WHERE run_id = ?)",
-            [LIVE_RUN, LIVE_RUN],
-        )
+        for table in ("scores", "posts"):  # the sink writes both in one transaction
+            writer.execute(
+                f"INSERT INTO {table} SELECT * REPLACE (post_id || '-new' AS post_id, minute "
+                "+ INTERVAL 1 MINUTE AS minute, event_time + INTERVAL 1 MINUTE AS event_time) "
+                f"FROM {table} WHERE run_id = ? AND minute = (SELECT max(minute) FROM {table} "
+                "WHERE run_id = ?)",
+                [LIVE_RUN, LIVE_RUN],
+            )
         st.cache_data.clear()  # as if the refresh period had passed
         at.run()
         assert not at.exception
