@@ -1,7 +1,7 @@
 """Alerts that explain themselves: a cohort's approval moved fast, or a spike fired.
 
 Detection is pure (frames in, :class:`Alert` out); the page adds drivers and sample posts,
-shows a banner, and posts new alerts once each to ``SWINGDIAL_ALERT_WEBHOOK`` as JSON.
+shows a banner, and posts new alerts once each to ``SWINGDIAL_DASHBOARD_ALERT_WEBHOOK`` as JSON.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ st.set_page_config(page_title="swingdial dial test", page_icon="📈", layout="w
 # --------------------------------------------------------------------------- data access
 
 
-@st.cache_data(ttl=settings.dashboard_refresh_s, max_entries=512, show_spinner=False)
+@st.cache_data(ttl=settings.dashboard.refresh_s, max_entries=512, show_spinner=False)
 def _cached(db: str, sql: str, params: tuple) -> pa.Table:
     """Query results, shared by reruns and sessions for one refresh period."""
     source = _source(db)
@@ -90,10 +90,10 @@ def waiting(problem: str) -> None:
         f"**Waiting for data.** {problem}\n\n"
         "Start the pipeline (for example `swingdial demo`), or point the dashboard at a "
         "database with `swingdial dashboard --db PATH`. This page checks again every "
-        f"{settings.dashboard_refresh_s:g} s."
+        f"{settings.dashboard.refresh_s:g} s."
     )
 
-    @st.fragment(run_every=settings.dashboard_refresh_s)
+    @st.fragment(run_every=settings.dashboard.refresh_s)
     def poll() -> None:
         source = _source(str(settings.db_path))
         if source.query is not None and not queries.runs(source.query).empty:
@@ -149,7 +149,7 @@ def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
         key="mode",
         horizontal=True,
         help=f"live: follows the newest minute, refreshing every "
-        f"{settings.dashboard_refresh_s:g} s. replay: scrub through a finished run.",
+        f"{settings.dashboard.refresh_s:g} s. replay: scrub through a finished run.",
     )
     live_span = None
     if mode == "live":
@@ -214,7 +214,9 @@ def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
 
 def spike_table(query: queries.Query, f: queries.Filters, lines: pd.DataFrame) -> pd.DataFrame:
     """Spikes in the window, the strongest with their drivers."""
-    found = spikes.detect(lines, spikes.SpikeParams(min_posts=settings.min_posts_per_point))
+    found = spikes.detect(
+        lines, spikes.SpikeParams(min_posts=settings.dashboard.min_posts_per_point)
+    )
     if found.empty:
         return found
     params = spikes.SpikeParams()
@@ -426,12 +428,12 @@ def annotation_form(run: pd.Series, run_id: str, minutes: list[pd.Timestamp]) ->
                 )
             except Exception as exc:  # noqa: BLE001 - any Kafka failure is shown, nothing else breaks
                 st.error(
-                    f"Kafka is unreachable at `{settings.kafka_bootstrap}`: the annotation was "
+                    f"Kafka is unreachable at `{settings.kafka.bootstrap}`: the annotation was "
                     f"not saved ({type(exc).__name__}: {exc}). The rest of the dashboard "
                     "keeps working."
                 )
             else:
-                st.success(f"Annotation {note.id} sent to `{settings.topic_annotations}`.")
+                st.success(f"Annotation {note.id} sent to `{settings.topic.annotations}`.")
 
 
 # --------------------------------------------------------------------------- page
@@ -546,9 +548,9 @@ def alert_banner(
     """Banners for fast approval moves and fresh spikes, with drivers and sample posts; new
     ones also go to the webhook (once each per session)."""
     params = alerts.AlertParams(
-        points=settings.alert_approval_points,
-        window_min=settings.alert_window_min,
-        min_stance=settings.min_posts_per_point,
+        points=settings.dashboard.alert_approval_points,
+        window_min=settings.dashboard.alert_window_min,
+        min_stance=settings.dashboard.min_posts_per_point,
     )
     upto = approval[approval["minute"] <= complete]
     found = alerts.approval_moves(upto, params)[:MAX_ALERTS]
@@ -569,9 +571,9 @@ def alert_banner(
         st.warning(f"**{alert.headline()}**  \nDrivers: {alert.drivers or '-'}{samples}")
     sent = st.session_state.setdefault("alerts_sent", set())
     fresh = [a for a in found if a.key not in sent]
-    if settings.alert_webhook and fresh:
+    if settings.dashboard.alert_webhook and fresh:
         try:
-            alerts.post_webhook(settings.alert_webhook, f.run_id, fresh)
+            alerts.post_webhook(settings.dashboard.alert_webhook, f.run_id, fresh)
         except OSError as exc:
             st.caption(f"Alert webhook failed ({type(exc).__name__}: {exc}); will retry.")
         else:
@@ -613,7 +615,7 @@ def page(query: queries.Query, choice: dict) -> None:
         topic=choice["topic"],
     )
     alerts_slot = st.container()  # filled once the spikes are known, shown above the tiles
-    min_n = settings.min_posts_per_point
+    min_n = settings.dashboard.min_posts_per_point
     lines = queries.cohort_lines(query, f, min_n)
     if lines.empty:
         st.info("No posts match these filters in this window.")
@@ -794,7 +796,7 @@ def main() -> None:
     live = choice["mode"] == "live"
     if not (live or choice["active"]):
         query = make_query(db, finished=True)
-    body = st.fragment(page, run_every=settings.dashboard_refresh_s if live else None)
+    body = st.fragment(page, run_every=settings.dashboard.refresh_s if live else None)
     body(query, choice)
 
 

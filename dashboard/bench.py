@@ -65,7 +65,7 @@ def run(minutes: int, pps: float, repeats: int, rebuild: bool) -> pd.DataFrame:
     path = bench_db(settings, minutes, pps, rebuild)
     con = duckdb.connect(str(path), read_only=True)
     conn_query = queries.from_connection(con)
-    direct = QueryClient(settings.model_copy(update={"duckdb_path": path}), mode="direct")
+    direct = QueryClient(settings.replace(**{"duckdb_path": path}), mode="direct")
     run_id = queries.runs(conn_query).sort_values("posts").iloc[-1]["run_id"]
     posts = int(queries.runs(conn_query)["posts"].sum())
     first = queries.runs(conn_query).set_index("run_id").loc[run_id, "first_minute"]
@@ -76,7 +76,7 @@ def run(minutes: int, pps: float, repeats: int, rebuild: bool) -> pd.DataFrame:
         cohorts=("moderate", "lean_left", "lean_right"),
     )
     last_hour = whole.with_(start=whole.end - pd.Timedelta(minutes=59))
-    min_n = settings.min_posts_per_point
+    min_n = settings.dashboard.min_posts_per_point
     rows = []
     for label, f in (("whole run", whole), ("last 60 min", last_hour)):
         page = queries.page_queries(f, min_n)

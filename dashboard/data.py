@@ -56,7 +56,7 @@ def produce_annotation(
     run_id: str | None,
     event_id: str | None,
 ) -> Annotation:
-    """Send one :class:`Annotation` to ``settings.topic_annotations``; raises if Kafka fails."""
+    """Send one :class:`Annotation` to ``settings.topic.annotations``; raises if Kafka fails."""
     from stream.kafka import producer
 
     note = Annotation(
@@ -78,7 +78,7 @@ def produce_annotation(
     )
     try:
         future = client.send(
-            settings.topic_annotations,
+            settings.topic.annotations,
             key=note.id.encode(),
             value=note.model_dump_json().encode(),
         )

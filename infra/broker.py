@@ -23,27 +23,38 @@ from typing import Any, Protocol
 from infra.net import NonLoopbackError, require_loopback
 
 
+class KafkaSection(Protocol):
+    """The Kafka part of the project's settings that the broker reads."""
+
+    controller_port: int
+    heap: str
+    node_heap: str
+    nodes: int
+    partitions: int
+
+    @property
+    def replicas(self) -> int: ...
+
+    @property
+    def min_insync(self) -> int: ...
+
+    def bootstrap_servers(self) -> list[str]: ...
+
+
 class BrokerSettings(Protocol):
     """What the broker needs of the project's settings (``stream.config.Settings`` has it);
     infra/ imports nothing from the rest of the project."""
 
-    kafka_dir: Path
-    kafka_controller_port: int
-    kafka_heap: str
-    kafka_node_heap: str
-    kafka_nodes: int
-    partitions: int
-    allow_non_loopback: bool
+    @property
+    def kafka_dir(self) -> Path: ...
 
     @property
-    def replication_factor(self) -> int: ...
+    def kafka(self) -> KafkaSection: ...
 
     @property
-    def min_insync_replicas(self) -> int: ...
+    def allow_non_loopback(self) -> bool: ...
 
-    def bootstrap_servers(self) -> list[str]: ...
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
+    def replace(self, **changes: Any) -> Any: ...
 
 
 INFRA_DIR = Path(__file__).resolve().parent
@@ -149,8 +160,8 @@ def cluster_layout(settings: BrokerSettings, nodes: int | None = None) -> list[N
     A single node keeps its data directly under ``kafka_dir`` (as before clusters existed);
     node N of a cluster under ``kafka_dir/node-N``.
     """
-    count = nodes or settings.kafka_nodes
-    servers = settings.model_copy(update={"kafka_nodes": count}).bootstrap_servers()
+    count = nodes or settings.kafka.nodes
+    servers = settings.replace(kafka_nodes=count).kafka.bootstrap_servers()
     if len(servers) != count:
         raise BrokerError(
             f"SWINGDIAL_KAFKA_BOOTSTRAP lists {len(servers)} addresses for {count} nodes; "
@@ -161,7 +172,7 @@ def cluster_layout(settings: BrokerSettings, nodes: int | None = None) -> list[N
         host, port = _host_port(server)
         root = settings.kafka_dir if count == 1 else settings.kafka_dir / f"node-{index + 1}"
         specs.append(
-            NodeSpec(index + 1, host, port, settings.kafka_controller_port + 2 * index, root)
+            NodeSpec(index + 1, host, port, settings.kafka.controller_port + 2 * index, root)
         )
     ports = [p for spec in specs for p in (spec.port, spec.controller_port)]
     if len(set(ports)) != len(ports):
@@ -214,9 +225,9 @@ class BrokerNode:
             port=self.spec.port,
             controller_port=self.spec.controller_port,
             data_dir=self.paths.data,
-            partitions=self.settings.partitions,
-            replication=self.settings.replication_factor,
-            min_isr=self.settings.min_insync_replicas,
+            partitions=self.settings.kafka.partitions,
+            replication=self.settings.kafka.replicas,
+            min_isr=self.settings.kafka.min_insync,
         )
         self.paths.properties.write_text(text)
 
@@ -273,11 +284,11 @@ class Broker:
     loopback (one node by default), data under ``kafka_dir``."""
 
     def __init__(self, settings: BrokerSettings, nodes: int | None = None) -> None:
-        count = nodes or settings.kafka_nodes
-        self.settings = settings.model_copy(update={"kafka_nodes": count})
+        count = nodes or settings.kafka.nodes
+        self.settings = settings.replace(kafka_nodes=count)
         specs = cluster_layout(self.settings)
         voters = ",".join(f"{s.node_id}@{s.host}:{s.controller_port}" for s in specs)
-        heap = settings.kafka_heap if count == 1 else settings.kafka_node_heap
+        heap = settings.kafka.heap if count == 1 else settings.kafka.node_heap
         self.nodes = [BrokerNode(self.settings, spec, voters, heap) for spec in specs]
         self.paths = BrokerPaths(settings.kafka_dir)  # shared: the resolved classpath
         first = specs[0]
@@ -296,7 +307,7 @@ class Broker:
 
     def status(self) -> dict[str, object]:
         info: dict[str, object] = {
-            "bootstrap": ",".join(self.settings.bootstrap_servers()),
+            "bootstrap": ",".join(self.settings.kafka.bootstrap_servers()),
             "nodes": len(self.nodes),
             "pid": self.pid(),
             "listening": self.listening(),

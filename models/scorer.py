@@ -148,7 +148,7 @@ def map_sentiment_labels(id2label: dict[int, str]) -> list[int | None]:
 
 
 class HFSentiment:
-    """Opt-in sentiment from a Hugging Face sequence classifier (``settings.hf_model``)."""
+    """Opt-in sentiment from a Hugging Face sequence classifier (``settings.score.hf_model``)."""
 
     def __init__(self, name_or_path: str, *, allow_download: bool, max_length: int = 128) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -92,7 +92,7 @@ def run_check(broker_settings: Settings, minutes: int = 60, per_minute: int = 15
     with running_pipeline(broker_settings, tag, targets=[TARGET]) as (settings, client, _):
         producer = kafka.producer(settings)
         for post in stream.posts:
-            producer.send(settings.topic_posts, key=post.author.id.encode(), value=post.to_bytes())
+            producer.send(settings.topic.posts, key=post.author.id.encode(), value=post.to_bytes())
         producer.flush()
         producer.close()
         deadline = time.monotonic() + 900

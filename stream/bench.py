@@ -73,8 +73,8 @@ def count_stored(client: QueryClient, run_id: str) -> int:
 def private_broker(base: Settings) -> Iterator[Settings]:
     """A fresh broker on free loopback ports, with its own home (removed afterwards)."""
     home = Path(tempfile.mkdtemp(prefix="swingdial-bench-"))
-    settings = base.model_copy(
-        update={
+    settings = base.replace(
+        **{
             "home": home,
             "kafka_bootstrap": f"127.0.0.1:{free_port()}",
             "kafka_controller_port": free_port(),
@@ -104,7 +104,7 @@ def running_pipeline(
 ) -> Iterator[tuple[Settings, QueryClient, dict[str, subprocess.Popen]]]:
     """Worker and sink of ``tag``'s own (topics, groups, home) on a running broker."""
     home = broker_settings.home / tag
-    settings = isolated(broker_settings, tag, home).model_copy(update=overrides)
+    settings = isolated(broker_settings, tag, home).replace(**overrides)
     home.mkdir(parents=True, exist_ok=True)
     kafka.ensure_topics(settings)
     procs = {
@@ -134,7 +134,7 @@ def run_pipeline(
     tag = f"{label}-{int(time.time() * 1000) % 10**8}"
     overrides: dict[str, Any] = {"score_stub": stub}
     if batch_size:
-        overrides["batch_size"] = batch_size
+        overrides["worker_batch_size"] = batch_size
     peaks = {"worker": 0.0, "sink": 0.0}
     samples: list[dict[str, float]] = []
     with running_pipeline(broker_settings, tag, **overrides) as (settings, client, procs):
@@ -200,7 +200,7 @@ def run_pipeline(
         return PipelineResult(
             label=label,
             posts=len(records),
-            batch_size=settings.batch_size,
+            batch_size=settings.worker.batch_size,
             stub_model=stub,
             offered_rate=rate,
             producer_posts_per_s=len(records) / send_s,

@@ -81,7 +81,7 @@ def run_demo(
 ) -> int:
     broker = Broker(settings) if start_broker else None
     if broker is not None:
-        echo(f"starting Kafka on {settings.kafka_bootstrap} (first run resolves jars via Maven)")
+        echo(f"starting Kafka on {settings.kafka.bootstrap} (first run resolves jars via Maven)")
         broker.start()
     kafka.wait_for_broker(settings)
     kafka.ensure_topics(settings)
@@ -102,7 +102,7 @@ def run_demo(
         supervisor.start(
             "simulator", "simulate", "--event", event, "--speed", str(speed), *simulate_args
         )
-        url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
+        url = f"http://{settings.dashboard.host}:{settings.dashboard.port}"
         echo(f"\nswingdial demo is running: dashboard {url}")
         echo(f"DuckDB: {settings.db_path}   logs: {settings.home / 'logs'}")
         echo("Ctrl-C stops everything cleanly.\n")

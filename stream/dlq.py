@@ -96,7 +96,7 @@ def replay(settings: Settings, records: Iterable[Replayable], dry_run: bool = Fa
     producer = kafka.producer(settings)
     try:
         for item in items:
-            producer.send(settings.topic_posts, key=item.key, value=item.value)
+            producer.send(settings.topic.posts, key=item.key, value=item.value)
         producer.flush()
     finally:
         producer.close()

@@ -18,12 +18,12 @@ log = logging.getLogger(__name__)
 def producer(settings: Settings, **overrides: object) -> KafkaProducer:
     """A producer that waits for every write (acks=all) and never reorders on retry."""
     config: dict[str, object] = {
-        **settings.kafka_client_config(),
+        **settings.kafka.client_config(),
         "acks": "all",
         "linger_ms": 20,
         "retries": 5,
         "max_in_flight_requests_per_connection": 1,
-        "max_request_size": settings.kafka_max_message_bytes,
+        "max_request_size": settings.kafka.max_message_bytes,
         "client_id": "swingdial-producer",
         **reconnect_config(settings),
     }
@@ -36,14 +36,14 @@ def reconnect_config(settings: Settings) -> dict[str, object]:
     coming back (kafka-python's default grows to 30 s between reconnects)."""
     return {
         "reconnect_backoff_ms": 50,
-        "reconnect_backoff_max_ms": settings.kafka_reconnect_backoff_max_ms,
+        "reconnect_backoff_max_ms": settings.kafka.reconnect_backoff_max_ms,
         "retry_backoff_ms": 200,
     }
 
 
 def consumer(settings: Settings, *topics: str, **overrides: object) -> KafkaConsumer:
     config: dict[str, object] = {
-        **settings.kafka_client_config(),
+        **settings.kafka.client_config(),
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "client_id": "swingdial-consumer",
@@ -54,29 +54,29 @@ def consumer(settings: Settings, *topics: str, **overrides: object) -> KafkaCons
 
 
 def admin(settings: Settings) -> KafkaAdminClient:
-    return KafkaAdminClient(**settings.kafka_client_config(), client_id="swingdial-admin")
+    return KafkaAdminClient(**settings.kafka.client_config(), client_id="swingdial-admin")
 
 
 def all_topics(settings: Settings) -> list[str]:
     return [
-        settings.topic_posts,
-        settings.topic_scores,
-        settings.topic_dlq,
-        settings.topic_annotations,
+        settings.topic.posts,
+        settings.topic.scores,
+        settings.topic.dlq,
+        settings.topic.annotations,
     ]
 
 
 def topic_configs(settings: Settings) -> dict[str, str]:
     """Per-topic configs every project topic (and the worker's changelog) is created with."""
-    return {"min.insync.replicas": str(settings.min_insync_replicas)}
+    return {"min.insync.replicas": str(settings.kafka.min_insync)}
 
 
 def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
     """Create the project's topics if missing (replication factor and min.insync.replicas
     from the settings); returns the names that were created."""
-    count = partitions or settings.partitions
-    if settings.replication_factor > 1:  # a cluster just started: wait for its brokers
-        wait_for_broker(settings, brokers=settings.replication_factor)
+    count = partitions or settings.kafka.partitions
+    if settings.kafka.replicas > 1:  # a cluster just started: wait for its brokers
+        wait_for_broker(settings, brokers=settings.kafka.replicas)
     client = admin(settings)
     try:
         existing = set(client.list_topics())
@@ -84,7 +84,7 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
             NewTopic(
                 name,
                 num_partitions=count,
-                replication_factor=settings.replication_factor,
+                replication_factor=settings.kafka.replicas,
                 topic_configs=topic_configs(settings),
             )
             for name in all_topics(settings)
@@ -120,4 +120,4 @@ def wait_for_broker(
         except (KafkaError, OSError) as exc:  # broker still starting
             last = exc
         time.sleep(0.5)
-    raise TimeoutError(f"no Kafka broker answered at {settings.kafka_bootstrap}: {last}")
+    raise TimeoutError(f"no Kafka broker answered at {settings.kafka.bootstrap}: {last}")

@@ -46,8 +46,8 @@ def free_port() -> int:
 def isolated(settings: Settings, tag: str, home: Path) -> Settings:
     """The same cluster with ``tag``'s own topics, consumer groups, home and free ports, so
     tests and benchmarks can share one broker without seeing each other's records."""
-    return settings.model_copy(
-        update={
+    return settings.replace(
+        **{
             "home": home,
             "topic_posts": f"posts-{tag}",
             "topic_scores": f"scores-{tag}",

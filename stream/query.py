@@ -104,7 +104,7 @@ def sandbox_config(settings: Settings) -> dict[str, Any]:
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
-        "memory_limit": settings.query_memory_limit,
+        "memory_limit": settings.query.memory_limit,
         "lock_configuration": True,
     }
 
@@ -137,7 +137,7 @@ def fetch_capped(
     A timer interrupts the query at ``query_timeout_s`` (DuckDB's own interrupt, so the
     work stops, not just the wait); ``cancelled`` (the Flight client went away) does too.
     """
-    timer = threading.Timer(settings.query_timeout_s, con.interrupt)
+    timer = threading.Timer(settings.query.timeout_s, con.interrupt)
     timer.daemon = True
     timer.start()
     try:
@@ -149,11 +149,11 @@ def fetch_capped(
         for batch in reader:
             rows += batch.num_rows
             size += batch.nbytes
-            if rows > settings.query_max_rows or size > settings.query_max_bytes:
+            if rows > settings.query.max_rows or size > settings.query.max_bytes:
                 con.interrupt()
                 raise ResultTooLargeError(
-                    f"the result is larger than {settings.query_max_rows:,} rows or "
-                    f"{settings.query_max_bytes:,} bytes (SWINGDIAL_QUERY_MAX_ROWS / "
+                    f"the result is larger than {settings.query.max_rows:,} rows or "
+                    f"{settings.query.max_bytes:,} bytes (SWINGDIAL_QUERY_MAX_ROWS / "
                     "_MAX_BYTES): add a LIMIT or aggregate"
                 )
             if cancelled():
@@ -163,7 +163,7 @@ def fetch_capped(
         return pa.Table.from_batches(batches, schema=reader.schema)
     except duckdb.InterruptException:
         raise QueryTimeoutError(
-            f"query cancelled after {settings.query_timeout_s:g} s (SWINGDIAL_QUERY_TIMEOUT_S)"
+            f"query cancelled after {settings.query.timeout_s:g} s (SWINGDIAL_QUERY_TIMEOUT_S)"
         ) from None
     finally:
         timer.cancel()
@@ -175,8 +175,8 @@ def fetch_capped(
 def ensure_token(settings: Settings) -> str:
     """The query server's token: ``SWINGDIAL_QUERY_TOKEN``, else a new random one written
     to ``<home>/query.token`` (mode 0600, readable only by this user) at each sink start."""
-    if settings.query_token is not None:
-        return settings.query_token.get_secret_value()
+    if settings.query.token is not None:
+        return settings.query.token.get_secret_value()
     token = secrets.token_urlsafe(32)
     path = settings.query_token_path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,8 +189,8 @@ def ensure_token(settings: Settings) -> str:
 
 def read_token(settings: Settings) -> str | None:
     """What a client presents: ``SWINGDIAL_QUERY_TOKEN``, else the sink's token file."""
-    if settings.query_token is not None:
-        return settings.query_token.get_secret_value()
+    if settings.query.token is not None:
+        return settings.query.token.get_secret_value()
     try:
         return settings.query_token_path.read_text().strip() or None
     except OSError:
@@ -306,7 +306,7 @@ class QueryServer(flight.FlightServerBase):
         self, con: duckdb.DuckDBPyConnection, settings: Settings, token: str | None = None
     ) -> None:
         token = token or ensure_token(settings)
-        super().__init__(settings.query_location, middleware={"token": _TokenCheck(token)})
+        super().__init__(settings.query.location, middleware={"token": _TokenCheck(token)})
         self.settings = settings
         self._lock = threading.Lock()
         self._root: duckdb.DuckDBPyConnection | None = con.cursor()  # parent of query cursors
@@ -376,16 +376,16 @@ class QueryServer(flight.FlightServerBase):
 
 
 def serve_in_thread(con: duckdb.DuckDBPyConnection, settings: Settings) -> QueryServer:
-    """Start a :class:`QueryServer` on ``settings.query_location`` in a daemon thread."""
+    """Start a :class:`QueryServer` on ``settings.query.location`` in a daemon thread."""
     try:
-        require_loopback(settings.query_host, "the query server", settings)
+        require_loopback(settings.query.host, "the query server", settings)
     except NonLoopbackError as exc:
         raise QueryServerError(str(exc)) from None
     try:
         server = QueryServer(con, settings)
     except pa.ArrowException as exc:
         raise QueryServerError(
-            f"cannot serve queries on {settings.query_location} ({exc}); is another sink "
+            f"cannot serve queries on {settings.query.location} ({exc}); is another sink "
             f"running? Set SWINGDIAL_QUERY_PORT to a free port, or run with --no-serve."
         ) from None
     server.thread = threading.Thread(target=server.serve, name="swingdial-query", daemon=True)
@@ -434,7 +434,7 @@ class QueryClient:
         self._info = None
         try:
             if self._client is None:
-                self._client = flight.FlightClient(self.settings.query_location)
+                self._client = flight.FlightClient(self.settings.query.location)
             options = self._options(min(self.timeout_s, 2.0))
             results = list(self._client.do_action(flight.Action("ping", b""), options))
             info = json.loads(results[0].body.to_pybytes())
@@ -447,7 +447,7 @@ class QueryClient:
             self.close()
             return None
         if not _same_file(info.get("db_path", ""), self.settings.db_path):
-            log.debug("query server at %s serves another file", self.settings.query_location)
+            log.debug("query server at %s serves another file", self.settings.query.location)
             return None
         self._info = info
         return info
@@ -463,7 +463,7 @@ class QueryClient:
                 if self.server_info() is not None:
                     raise
         if self.mode == "flight":
-            raise QueryError(f"no swingdial query server at {self.settings.query_location}")
+            raise QueryError(f"no swingdial query server at {self.settings.query.location}")
         return self._direct_sql(query, params)
 
     def _options(self, timeout_s: float) -> flight.FlightCallOptions:
@@ -475,7 +475,7 @@ class QueryClient:
     def _flight_sql(self, query: str, params: Any) -> pa.Table:
         assert self._client is not None
         ticket = flight.Ticket(json.dumps({"sql": query, "params": params}, default=str))
-        options = self._options(max(self.timeout_s, self.settings.query_timeout_s + 5.0))
+        options = self._options(max(self.timeout_s, self.settings.query.timeout_s + 5.0))
         try:
             table = self._client.do_get(ticket, options).read_all()
         except flight.FlightUnauthenticatedError as exc:
@@ -514,7 +514,7 @@ class QueryClient:
             raise DatabaseLockedError(
                 f"{self.settings.db_path} is locked by another process (a sink started "
                 f"with --no-serve, or another writer), and no swingdial query server answers "
-                f"at {self.settings.query_location} with a token this client has "
+                f"at {self.settings.query.location} with a token this client has "
                 f"({self.settings.query_token_path} or SWINGDIAL_QUERY_TOKEN). Restart the "
                 f"sink without --no-serve, "
                 f"or stop it, then retry. DuckDB said: {exc}"

@@ -233,7 +233,7 @@ class BatchBuilder:
             try:
                 if record.value is None:
                     raise ValueError("empty record value (tombstone)")
-                if record.topic == self.settings.topic_scores:
+                if record.topic == self.settings.topic.scores:
                     item = ScoredPost.model_validate_json(record.value)
                     if self.pseudonymizer is not None:
                         item = self.pseudonymizer.scored(item)
@@ -246,7 +246,7 @@ class BatchBuilder:
                     stances.extend(stance_rows)
                     if row["event_id"] not in self.seen_events:
                         new_events.add(row["event_id"])
-                elif record.topic == self.settings.topic_annotations:
+                elif record.topic == self.settings.topic.annotations:
                     note = Annotation.model_validate_json(record.value)
                     annotations.setdefault(
                         note.id,
@@ -260,7 +260,7 @@ class BatchBuilder:
                             "created_at": _utc(note.created_at),
                         },
                     )
-                elif record.topic == self.settings.topic_dlq:
+                elif record.topic == self.settings.topic.dlq:
                     dead_letters.append(dead_letter_row(record))
                 else:
                     raise ValueError(f"unexpected topic {record.topic!r}")
@@ -336,7 +336,7 @@ class Sink:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings.db_path, settings.sink_group)
+        self.store = store or Store(settings.db_path, settings.sink.group)
         self.builder = BatchBuilder(settings)
         self.stop_event = threading.Event()
         self.totals = {"batches": 0, "records": 0, "rows_written": 0, "rejects": 0}
@@ -378,9 +378,9 @@ class Sink:
 
     def _topics(self) -> list[str]:
         return [
-            self.settings.topic_scores,
-            self.settings.topic_annotations,
-            self.settings.topic_dlq,
+            self.settings.topic.scores,
+            self.settings.topic.annotations,
+            self.settings.topic.dlq,
         ]
 
     def _partitions(self, consumer: Any) -> list[Any]:
@@ -428,7 +428,7 @@ class Sink:
                 kafka.wait_for_broker(settings, timeout_s=10.0)
                 break
             except TimeoutError:
-                log.warning("no Kafka broker answers at %s yet; retrying", settings.kafka_bootstrap)
+                log.warning("no Kafka broker answers at %s yet; retrying", settings.kafka.bootstrap)
         if self.stop_event.is_set():
             return
         try:
@@ -437,9 +437,9 @@ class Sink:
             log.warning("could not ensure topics (%s); waiting for them to exist", exc)
         consumer = kafka.consumer(
             settings,
-            group_id=settings.sink_group,
+            group_id=settings.sink.group,
             client_id="swingdial-sink",
-            max_poll_records=settings.sink_batch_size,
+            max_poll_records=settings.sink.batch_size,
         )
         try:
             partitions: list[Any] = []
@@ -456,12 +456,12 @@ class Sink:
             first_at = 0.0
             while not self.stop_event.is_set():
                 if buffer:
-                    wait_s = max(0.0, settings.sink_flush_s - (time.monotonic() - first_at))
+                    wait_s = max(0.0, settings.sink.flush_s - (time.monotonic() - first_at))
                 else:
                     wait_s = 0.5
                 polled = consumer.poll(
                     timeout_ms=int(min(wait_s, 0.5) * 1000),
-                    max_records=settings.sink_batch_size - len(buffer),
+                    max_records=settings.sink.batch_size - len(buffer),
                 )
                 for tp, items in polled.items():
                     for item in items:
@@ -480,8 +480,8 @@ class Sink:
                         )
                         next_offsets[tp] = item.offset + 1
                 due = buffer and (
-                    len(buffer) >= settings.sink_batch_size
-                    or time.monotonic() - first_at >= settings.sink_flush_s
+                    len(buffer) >= settings.sink.batch_size
+                    or time.monotonic() - first_at >= settings.sink.flush_s
                 )
                 if due:
                     self._flush(buffer, self._lag(consumer, next_offsets))
@@ -534,10 +534,10 @@ def run_sink(settings: Settings, serve: bool = True) -> dict[str, int]:
         lock_down(sink.store.con, settings)
         if serve:
             server = serve_in_thread(sink.store.con, settings)
-            log.info("query server on %s", settings.query_location)
+            log.info("query server on %s", settings.query.location)
         if threading.current_thread() is threading.main_thread():
             install_signal_handlers(sink.stop_event)
-        log.info("sink writing %s (group %s)", settings.db_path, settings.sink_group)
+        log.info("sink writing %s (group %s)", settings.db_path, settings.sink.group)
         sink.run()
         return dict(sink.totals)
     finally:

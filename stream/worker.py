@@ -40,13 +40,13 @@ log = logging.getLogger(__name__)
 def _credentials(settings: Settings) -> Any:
     """faust's form of the SASL/SSL settings shared with kafka-python clients."""
     ssl_context = None
-    if settings.kafka_ssl_cafile or settings.kafka_security_protocol.endswith("SSL"):
-        ssl_context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_sasl_mechanism:
+    if settings.kafka.ssl_cafile or settings.kafka.security_protocol.endswith("SSL"):
+        ssl_context = ssl.create_default_context(cafile=settings.kafka.ssl_cafile)
+    if settings.kafka.sasl_mechanism:
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=secret(settings.kafka_sasl_password),
-            mechanism=settings.kafka_sasl_mechanism,
+            username=settings.kafka.sasl_username,
+            password=secret(settings.kafka.sasl_password),
+            mechanism=settings.kafka.sasl_mechanism,
             ssl_context=ssl_context,
         )
     return ssl_context
@@ -103,7 +103,7 @@ class EventAwareScorer:
 
 def load(settings: Settings) -> EventAwareScorer:
     """The model the settings name (or the benchmark's stub), wrapped per event."""
-    if settings.score_stub:
+    if settings.score.stub:
         from stream.testing import StubModel
 
         return EventAwareScorer(StubModel(settings.targets), settings.events_dir)  # type: ignore[arg-type]
@@ -113,44 +113,44 @@ def load(settings: Settings) -> EventAwareScorer:
 def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> faust.App:
     """Build the faust app; the scorer loads lazily so ``--help`` stays fast."""
     settings.faust_dir.mkdir(parents=True, exist_ok=True)
-    if settings.worker_web_enabled:
-        require_loopback(settings.worker_web_host, "the worker's web server", settings)
+    if settings.worker.web_enabled:
+        require_loopback(settings.worker.web_host, "the worker's web server", settings)
     app = faust.App(
-        settings.worker_app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers()],
+        settings.worker.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka.bootstrap_servers()],
         broker_credentials=_credentials(settings),
         store="memory://",
         datadir=str(settings.faust_dir),
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replicas,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         # Off by default: faust's web server serves the tables (author history) to anyone
         # on the machine.
-        web_enabled=settings.worker_web_enabled,
-        web_host=settings.worker_web_host,
-        web_port=settings.worker_web_port,
-        web_bind=settings.worker_web_host,
+        web_enabled=settings.worker.web_enabled,
+        web_host=settings.worker.web_host,
+        web_port=settings.worker.web_port,
+        web_bind=settings.worker.web_host,
         producer_acks=-1,
-        producer_max_request_size=settings.kafka_max_message_bytes,
-        broker_session_timeout=settings.worker_session_timeout_s,
+        producer_max_request_size=settings.kafka.max_message_bytes,
+        broker_session_timeout=settings.worker.session_timeout_s,
         # Dynamic membership by default: a worker stopped cleanly sends LeaveGroup, so its
         # partitions move at once. Static membership (opt-in) spares a crashed worker's
         # restart a rebalance, but a stopped worker then holds its partitions for the whole
         # session timeout. See docs/operations.md, "Scale out and in".
-        consumer_group_instance_id=settings.worker_instance_id,
-        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 3),
+        consumer_group_instance_id=settings.worker.instance_id,
+        broker_heartbeat_interval=min(3.0, settings.worker.session_timeout_s / 3),
     )
-    posts = app.topic(settings.topic_posts, key_serializer="raw", value_serializer="raw")
-    scores = app.topic(settings.topic_scores, key_serializer="raw", value_serializer="raw")
-    dlq = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    posts = app.topic(settings.topic.posts, key_serializer="raw", value_serializer="raw")
+    scores = app.topic(settings.topic.scores, key_serializer="raw", value_serializer="raw")
+    dlq = app.topic(settings.topic.dlq, key_serializer="raw", value_serializer="raw")
     # Each author's stance history, so a quiet bio can still be placed by what they post.
     # Sources key posts by author id, so an author's posts and history share a partition
     # (and a worker); the changelog topic makes the history survive restarts.
     author_history = app.Table(
         "author-history",
         default=None,
-        partitions=settings.partitions,
+        partitions=settings.kafka.partitions,
         extra_topic_configs=topic_configs(settings),
     )
 
@@ -204,7 +204,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
             history.pop(key, None)
             history[key] = value
             deliveries.append(author_history.send_changelog(partition, key, value))
-        for key, partition in evictions(history, settings.worker_history_max_authors):
+        for key, partition in evictions(history, settings.worker.history_max_authors):
             deliveries.append(author_history.send_changelog(partition, key, None))
         for record in output.scores:
             deliveries.append(await scores.send(key=record.key, value=record.value, force=True))
@@ -220,8 +220,8 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
                 active.score_posts,
                 author_history.data,
                 version=active.version,
-                min_posts=settings.cohort_min_posts,
-                max_bytes=settings.kafka_max_message_bytes,
+                min_posts=settings.worker.cohort_min_posts,
+                max_bytes=settings.kafka.max_message_bytes,
             ),
         )
         await write(output)
@@ -229,7 +229,9 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
 
     @app.agent(posts, concurrency=1)
     async def score_posts(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+        async for events in stream.take_events(
+            settings.worker.batch_size, within=settings.worker.batch_within_s
+        ):
             started = time.perf_counter()
             records = [in_record(event.message) for event in events]
             attempt = 0
@@ -238,7 +240,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
                     output = await process(records)
                     break
                 except Exception as exc:  # noqa: BLE001 - the batch failed as a whole
-                    if attempt >= settings.worker_batch_retries:
+                    if attempt >= settings.worker.batch_retries:
                         exit_without_ack(records, exc)
                     attempt += 1
                     log.warning(
@@ -246,7 +248,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
                         len(records),
                         exc,
                         attempt,
-                        settings.worker_batch_retries,
+                        settings.worker.batch_retries,
                     )
                     await asyncio.sleep(min(2.0**attempt, 10.0))
             log.debug(

@@ -24,7 +24,7 @@ def private_broker_settings(home: Path, partitions: int, heap: str = "512m") -> 
         kafka_bootstrap=f"127.0.0.1:{free_port()}",
         kafka_controller_port=free_port(),
         kafka_heap=heap,
-        partitions=partitions,
+        kafka_partitions=partitions,
     )
 
 

@@ -98,7 +98,7 @@ def records(
     offsets: dict[str, int] = {}
     for item in items:
         topic = (
-            settings.topic_annotations if isinstance(item, Annotation) else settings.topic_scores
+            settings.topic.annotations if isinstance(item, Annotation) else settings.topic.scores
         )
         value = item if isinstance(item, bytes) else item.model_dump_json().encode()
         offset = offsets.get(topic, start_offset)
@@ -128,8 +128,8 @@ def dead_letter_records(settings: Settings, start_offset: int = 0) -> list[RawRe
     from stream.testing import FakeScorer, poison_corpus
 
     poison = [
-        InRecord(settings.topic_posts, 0, i, b"k", value, 1723507200.0)
-        for i, value in enumerate(poison_corpus(settings.kafka_max_message_bytes).values())
+        InRecord(settings.topic.posts, 0, i, b"k", value, 1723507200.0)
+        for i, value in enumerate(poison_corpus(settings.kafka.max_message_bytes).values())
     ]
     out = score_batch(
         poison,
@@ -137,10 +137,10 @@ def dead_letter_records(settings: Settings, start_offset: int = 0) -> list[RawRe
         {},
         version="v",
         min_posts=3,
-        max_bytes=settings.kafka_max_message_bytes,
+        max_bytes=settings.kafka.max_message_bytes,
     )
     return [
-        RawRecord(settings.topic_dlq, 0, start_offset + i, d.value, d.key, d.headers, 1723507200000)
+        RawRecord(settings.topic.dlq, 0, start_offset + i, d.value, d.key, d.headers, 1723507200000)
         for i, d in enumerate(out.dead_letters)
     ]
 

@@ -423,10 +423,10 @@ def build_test_db(
         con.execute(
             "INSERT INTO kafka_offsets SELECT ?, ?, p::INTEGER, ?, now() FROM range(?) t(p)",
             [
-                settings.sink_group,
-                settings.topic_scores,
-                total // settings.partitions,
-                settings.partitions,
+                settings.sink.group,
+                settings.topic.scores,
+                total // settings.kafka.partitions,
+                settings.kafka.partitions,
             ],
         )
         con.execute("DROP TABLE g")

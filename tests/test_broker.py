@@ -37,12 +37,12 @@ def test_start_status_stop_restart_keeps_messages(tmp_path):
         assert "created topics: posts, scores, posts.dlq, annotations" in started.stdout
         assert cli(settings, "broker", "status").returncode == 0
         admin = kafka.admin(settings)
-        described = admin.describe_topics([settings.topic_posts])
+        described = admin.describe_topics([settings.topic.posts])
         admin.close()
         assert len(described[0]["partitions"]) == 2
 
         producer = kafka.producer(settings)
-        producer.send(settings.topic_posts, key=b"k", value=b"kept across restarts")
+        producer.send(settings.topic.posts, key=b"k", value=b"kept across restarts")
         producer.flush()
         producer.close()
 
@@ -52,7 +52,7 @@ def test_start_status_stop_restart_keeps_messages(tmp_path):
         assert again.returncode == 0, again.stderr
         assert "created topics" not in again.stdout  # the topics survived
 
-        consumer = kafka.consumer(settings, settings.topic_posts, consumer_timeout_ms=5000)
+        consumer = kafka.consumer(settings, settings.topic.posts, consumer_timeout_ms=5000)
         values = [record.value for record in consumer]
         consumer.close()
         assert values == [b"kept across restarts"]
@@ -67,7 +67,7 @@ def test_refuses_a_non_loopback_listener(tmp_path):
 
 
 def test_listens_only_on_loopback(kafka_broker: Settings):
-    host, port = kafka_broker.kafka_bootstrap.split(":")
+    host, port = kafka_broker.kafka.bootstrap.split(":")
     assert host == "127.0.0.1"
     listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True).stdout
     lines = [line for line in listening.splitlines() if f":{port} " in line]

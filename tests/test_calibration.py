@@ -120,7 +120,7 @@ def test_load_scorer_reads_calibration_file_and_versions_it(tmp_path):
     before = model_version(tmp_path)
     params = {"stance": {"temperature": 1.7}}
     (tmp_path / CALIBRATION_FILE).write_text(json.dumps(params))
-    scorer = load_scorer(Settings(torch_threads=2), targets=["Joe Biden"], artifacts=tmp_path)
+    scorer = load_scorer(Settings(score_threads=2), targets=["Joe Biden"], artifacts=tmp_path)
     assert scorer.calibration == params
     assert scorer.version != before  # the probabilities changed, so the version does
 

@@ -30,14 +30,18 @@ def test_layout_ports_and_dirs(tmp_path: Path) -> None:
         (3, 9096, 9097),
     ]
     assert [s.root for s in specs] == [tmp_path / "kafka" / f"node-{i}" for i in (1, 2, 3)]
-    assert settings.bootstrap_servers() == ["127.0.0.1:9092", "127.0.0.1:9094", "127.0.0.1:9096"]
-    assert settings.kafka_client_config()["bootstrap_servers"] == settings.bootstrap_servers()
+    assert settings.kafka.bootstrap_servers() == [
+        "127.0.0.1:9092",
+        "127.0.0.1:9094",
+        "127.0.0.1:9096",
+    ]
+    assert settings.kafka.client_config()["bootstrap_servers"] == settings.kafka.bootstrap_servers()
     # One node keeps the single broker's data where it always was.
     assert cluster_layout(settings, nodes=1)[0].root == tmp_path / "kafka"
-    listed = settings.model_copy(update={"kafka_bootstrap": "127.0.0.1:1,127.0.0.1:2"})
+    listed = settings.replace(**{"kafka_bootstrap": "127.0.0.1:1,127.0.0.1:2"})
     with pytest.raises(BrokerError, match="2 addresses for 3 nodes"):
         cluster_layout(listed)
-    clash = settings.model_copy(update={"kafka_controller_port": 9094})
+    clash = settings.replace(**{"kafka_controller_port": 9094})
     with pytest.raises(BrokerError, match="overlap"):
         cluster_layout(clash)
 
@@ -48,9 +52,9 @@ def test_layout_ports_and_dirs(tmp_path: Path) -> None:
 )
 def test_replication_defaults_follow_the_cluster(nodes: int, rf: int, isr: int) -> None:
     settings = Settings(kafka_nodes=nodes)
-    assert (settings.replication_factor, settings.min_insync_replicas) == (rf, isr)
+    assert (settings.kafka.replicas, settings.kafka.min_insync) == (rf, isr)
     explicit = Settings(kafka_nodes=3, kafka_replication_factor=2, kafka_min_insync_replicas=2)
-    assert (explicit.replication_factor, explicit.min_insync_replicas) == (2, 2)
+    assert (explicit.kafka.replicas, explicit.kafka.min_insync) == (2, 2)
 
 
 def _described(settings: Settings, topic: str) -> tuple[list[list[int]], str]:
@@ -69,7 +73,7 @@ def _described(settings: Settings, topic: str) -> tuple[list[list[int]], str]:
 @pytest.mark.integration
 def test_broker_start_nodes_3_runs_a_replicated_cluster(tmp_path: Path) -> None:
     settings = own_broker_settings(tmp_path / "home", nodes=3, partitions=2)
-    one_node = settings.model_copy(update={"kafka_nodes": 1})
+    one_node = settings.replace(**{"kafka_nodes": 1})
     try:
         started = cli(one_node, "broker", "start", "--nodes", "3")
         assert started.returncode == 0, started.stderr

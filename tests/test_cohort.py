@@ -36,7 +36,7 @@ def scorer():
     from models.scorer import load_scorer
 
     return load_scorer(
-        Settings(score_cache_size=0, torch_threads=2), targets=[*CANDIDATES, H], precision="fp32"
+        Settings(score_cache_size=0, score_threads=2), targets=[*CANDIDATES, H], precision="fp32"
     )
 
 

@@ -1,23 +1,25 @@
 from pathlib import Path
 
+import pytest
+
 from stream.config import Settings
 
 
 def test_env_overrides(monkeypatch, tmp_path):
     monkeypatch.setenv("SWINGDIAL_KAFKA_BOOTSTRAP", "kafka.example:9999")
-    monkeypatch.setenv("SWINGDIAL_PARTITIONS", "3")
+    monkeypatch.setenv("SWINGDIAL_KAFKA_PARTITIONS", "3")
     monkeypatch.setenv("SWINGDIAL_HOME", str(tmp_path))
     monkeypatch.setenv("SWINGDIAL_TARGETS", '["Kamala Harris"]')
     settings = Settings()
-    assert settings.kafka_client_config()["bootstrap_servers"] == ["kafka.example:9999"]
-    assert settings.partitions == 3
+    assert settings.kafka.client_config()["bootstrap_servers"] == ["kafka.example:9999"]
+    assert settings.kafka.partitions == 3
     assert settings.db_path == tmp_path / "swingdial.duckdb"
     assert settings.targets == ["Kamala Harris"]
 
 
 def test_to_env_round_trips(monkeypatch, tmp_path):
     original = Settings(
-        home=tmp_path, partitions=4, targets=["A", "B"], kafka_sasl_mechanism="PLAIN"
+        home=tmp_path, kafka_partitions=4, targets=["A", "B"], kafka_sasl_mechanism="PLAIN"
     )
     for key, value in original.to_env().items():
         monkeypatch.setenv(key, value)
@@ -26,8 +28,8 @@ def test_to_env_round_trips(monkeypatch, tmp_path):
 
 def test_every_listener_defaults_to_loopback():
     settings = Settings()
-    assert settings.kafka_bootstrap.startswith("127.0.0.1:")
-    assert settings.worker_web_host == settings.query_host == settings.dashboard_host == "127.0.0.1"
+    assert settings.kafka.bootstrap.startswith("127.0.0.1:")
+    assert settings.worker.web_host == settings.query.host == settings.dashboard.host == "127.0.0.1"
     assert isinstance(settings.home, Path)
 
 
@@ -42,12 +44,12 @@ def test_secrets_are_hidden_but_reach_child_processes(monkeypatch, tmp_path):
     original = Settings(home=tmp_path, kafka_sasl_mechanism="PLAIN", kafka_sasl_password="s3cr3t")
     assert "s3cr3t" not in repr(original) and "s3cr3t" not in original.model_dump_json()
     assert original.display_values()["kafka_sasl_password"] == "***"
-    assert original.kafka_client_config()["sasl_plain_password"] == "s3cr3t"
+    assert original.kafka.client_config()["sasl_plain_password"] == "s3cr3t"
     env = original.to_env()
     assert env["SWINGDIAL_KAFKA_SASL_PASSWORD"] == "s3cr3t"
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert Settings().kafka_sasl_password.get_secret_value() == "s3cr3t"
+    assert Settings().kafka.sasl_password.get_secret_value() == "s3cr3t"
 
 
 def test_config_prints_lines_that_paste_back(tmp_path):
@@ -80,3 +82,35 @@ def test_config_prints_lines_that_paste_back(tmp_path):
     assert again.returncode == 0, again.stderr
     expected = Settings(home=tmp_path, targets=["Donald Trump", "Joe Biden"])
     assert Settings.model_validate_json(again.stdout) == expected
+
+
+def test_sections_read_their_own_variables(monkeypatch):
+    monkeypatch.setenv("SWINGDIAL_KAFKA_SASL_PASSWORD", "pw")
+    monkeypatch.setenv("SWINGDIAL_TOPIC_POSTS", "posts-x")
+    monkeypatch.setenv("SWINGDIAL_WORKER_BATCH_SIZE", "128")
+    monkeypatch.setenv("SWINGDIAL_DASHBOARD_MIN_POSTS_PER_POINT", "9")
+    settings = Settings()
+    assert settings.kafka.sasl_password.get_secret_value() == "pw"
+    assert settings.topic.posts == "posts-x"
+    assert settings.worker.batch_size == 128
+    assert settings.dashboard.min_posts_per_point == 9
+    assert settings.sink.batch_size == 2000  # a name in two sections stays apart
+
+
+def test_flat_names_as_arguments_and_replace_keep_the_rest(monkeypatch):
+    monkeypatch.setenv("SWINGDIAL_KAFKA_NODES", "3")
+    settings = Settings(kafka_bootstrap="10.0.0.1:9092", sink_batch_size=10)
+    assert (settings.kafka.bootstrap, settings.kafka.nodes) == ("10.0.0.1:9092", 3)
+    changed = settings.replace(topic_posts="other", kafka_nodes=1)
+    assert changed.topic.posts == "other" and changed.kafka.nodes == 1
+    assert changed.kafka.bootstrap == "10.0.0.1:9092" and changed.sink.batch_size == 10
+    assert settings.topic.posts == "posts"  # the original is untouched
+
+
+def test_a_misspelt_or_retired_name_is_refused():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="batch_size"):
+        Settings(batch_size=8)  # the worker's batch size is worker_batch_size
+    with pytest.raises(pydantic.ValidationError, match="bootstrapp"):
+        Settings(kafka_bootstrapp="x:1")

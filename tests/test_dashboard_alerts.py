@@ -139,11 +139,13 @@ def test_webhook_receives_json(receiver: tuple[str, list]) -> None:
 
 
 def test_webhook_setting_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWINGDIAL_ALERT_WEBHOOK", "http://127.0.0.1:9/x")
-    monkeypatch.setenv("SWINGDIAL_ALERT_APPROVAL_POINTS", "8")
+    monkeypatch.setenv("SWINGDIAL_DASHBOARD_ALERT_WEBHOOK", "http://127.0.0.1:9/x")
+    monkeypatch.setenv("SWINGDIAL_DASHBOARD_ALERT_APPROVAL_POINTS", "8")
     settings = Settings()
-    assert settings.alert_webhook == "http://127.0.0.1:9/x"
-    assert settings.alert_approval_points == 8 and settings.alert_window_min == 5
+    assert settings.dashboard.alert_webhook == "http://127.0.0.1:9/x"
+    assert (
+        settings.dashboard.alert_approval_points == 8 and settings.dashboard.alert_window_min == 5
+    )
 
 
 # --------------------------------------------------------------------------- on air
@@ -220,9 +222,9 @@ def test_page_shows_banner_and_posts_webhook_once(
         "SWINGDIAL_DUCKDB_PATH": str(db),
         "SWINGDIAL_QUERY_PORT": str(closed_port()),
         "SWINGDIAL_KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port()}",
-        "SWINGDIAL_ALERT_WEBHOOK": url,
-        "SWINGDIAL_ALERT_APPROVAL_POINTS": "5",
-        "SWINGDIAL_ALERT_WINDOW_MIN": "10",
+        "SWINGDIAL_DASHBOARD_ALERT_WEBHOOK": url,
+        "SWINGDIAL_DASHBOARD_ALERT_APPROVAL_POINTS": "5",
+        "SWINGDIAL_DASHBOARD_ALERT_WINDOW_MIN": "10",
     }.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()

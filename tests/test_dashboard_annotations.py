@@ -24,7 +24,7 @@ CONSUME_TIMEOUT_S = 30
 
 
 def test_annotation_reaches_the_markers(kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = kafka_settings.model_copy(update={"duckdb_path": tmp_path / "sink.duckdb"})
+    settings = kafka_settings.replace(**{"duckdb_path": tmp_path / "sink.duckdb"})
     at = datetime(2024, 8, 13, 0, 20, tzinfo=UTC)
     sent = data.produce_annotation(
         settings,
@@ -35,7 +35,7 @@ def test_annotation_reaches_the_markers(kafka_settings: Settings, tmp_path: Path
         event_id="trump-musk-2024",
     )
 
-    consumer = kafka.consumer(settings, settings.topic_annotations, group_id="dash-test")
+    consumer = kafka.consumer(settings, settings.topic.annotations, group_id="dash-test")
     records: list[RawRecord] = []
     deadline = time.monotonic() + CONSUME_TIMEOUT_S
     try:

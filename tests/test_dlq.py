@@ -88,9 +88,9 @@ def test_replayed_records_reach_the_posts_topic(
     sent = CliRunner().invoke(main, ["dlq", "replay", "--file", str(fixed)])
     resent = CliRunner().invoke(main, ["dlq", "replay", "--reason", "scores record too large"])
     get_settings.cache_clear()
-    assert sent.output == f"sent 1 record to {settings.topic_posts}\n", sent.output
-    assert resent.output == f"sent 1 record to {settings.topic_posts}\n", resent.output
-    consumer = kafka.consumer(settings, settings.topic_posts, consumer_timeout_ms=3000)
+    assert sent.output == f"sent 1 record to {settings.topic.posts}\n", sent.output
+    assert resent.output == f"sent 1 record to {settings.topic.posts}\n", resent.output
+    consumer = kafka.consumer(settings, settings.topic.posts, consumer_timeout_ms=3000)
     values = [json.loads(r.value) for r in consumer]
     consumer.close()
     assert sorted(v["id"] for v in values) == ["fixed-1", "p-big-truth"]

@@ -69,10 +69,10 @@ def own_broker_settings(home: Path, nodes: int = 1, partitions: int = 3) -> Sett
         kafka_nodes=nodes,
         kafka_heap="384m",
         kafka_node_heap="384m",
-        partitions=partitions,
+        kafka_partitions=partitions,
         query_port=free_port_block(1),
         worker_web_port=free_port_block(1),
-        batch_size=32,
+        worker_batch_size=32,
     )
 
 
@@ -126,7 +126,7 @@ class Source(threading.Thread):
             (
                 post,
                 producer.send(
-                    self.settings.topic_posts, key=post.author.id.encode(), value=post.to_bytes()
+                    self.settings.topic.posts, key=post.author.id.encode(), value=post.to_bytes()
                 ),
             )
             for post in posts
@@ -324,7 +324,7 @@ def test_sink_killed_mid_stream(kafka_settings: Settings, tmp_path: Path) -> Non
 
 
 def test_worker_killed_mid_stream(kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = kafka_settings.model_copy(update={"worker_session_timeout_s": 10.0})
+    settings = kafka_settings.replace(**{"worker_session_timeout_s": 10.0})
 
     def fault(pipeline: Pipeline) -> float:
         pipeline.kill(pipeline.workers[0])
@@ -351,9 +351,9 @@ class PartitionProgress:
         from kafka import TopicPartition
 
         # Reads the group's committed offsets without joining it (never subscribes or polls).
-        consumer = kafka.consumer(self.settings, group_id=self.settings.worker_app_id)
-        topic = self.settings.topic_posts
-        parts = [TopicPartition(topic, p) for p in range(self.settings.partitions)]
+        consumer = kafka.consumer(self.settings, group_id=self.settings.worker.app_id)
+        topic = self.settings.topic.posts
+        parts = [TopicPartition(topic, p) for p in range(self.settings.kafka.partitions)]
         try:
             while not self._stop.is_set():
                 try:
@@ -373,7 +373,7 @@ class PartitionProgress:
     def longest_stall(self, since: float, until: float) -> float:
         """Longest time in [since, until] any partition had waiting posts but no new commit."""
         longest = 0.0
-        for partition in range(self.settings.partitions):
+        for partition in range(self.settings.kafka.partitions):
             stalled_from: float | None = None
             last = -1
             for t, row in self.samples:
@@ -397,14 +397,14 @@ def test_worker_joins_and_leaves_mid_stream(
     """A second worker joins, then is stopped cleanly (SIGTERM). With dynamic membership
     (the default) it leaves the group at once, so its partitions move to the other worker
     without waiting for the session timeout; static membership (opt-in) holds them."""
-    settings = kafka_settings.model_copy(update={"worker_session_timeout_s": 30.0})
+    settings = kafka_settings.replace(**{"worker_session_timeout_s": 30.0})
     partitions = PartitionProgress(settings)
     moments: dict[str, float] = {}
 
     def start_worker(pipeline: Pipeline) -> subprocess.Popen:
         if membership == "static":  # one id per worker, as an operator would set it
-            pipeline.settings = settings.model_copy(
-                update={"worker_instance_id": f"worker-{len(pipeline.workers)}"}
+            pipeline.settings = settings.replace(
+                **{"worker_instance_id": f"worker-{len(pipeline.workers)}"}
             )
         return pipeline.start_worker()
 
@@ -418,7 +418,7 @@ def test_worker_joins_and_leaves_mid_stream(
 
     try:
         if membership == "static":
-            settings = settings.model_copy(update={"worker_instance_id": "worker-0"})
+            settings = settings.replace(**{"worker_instance_id": "worker-0"})
         run_fault(f"worker-join-leave-{membership}", settings, tmp_path / "logs", fault, posts=3000)
     finally:
         partitions.stop()
@@ -427,10 +427,10 @@ def test_worker_joins_and_leaves_mid_stream(
     leave_stall = partitions.longest_stall(moments["leave"], time.monotonic())
     print(
         f"[fault] worker join/leave ({membership} membership, session timeout "
-        f"{settings.worker_session_timeout_s:.0f} s): longest partition stall after the join "
+        f"{settings.worker.session_timeout_s:.0f} s): longest partition stall after the join "
         f"{join_stall:.1f} s, after the leave {leave_stall:.1f} s"
     )
     if membership == "dynamic":
-        assert leave_stall < settings.worker_session_timeout_s, (
+        assert leave_stall < settings.worker.session_timeout_s, (
             "a cleanly stopped worker's partitions waited for the session timeout"
         )

@@ -73,7 +73,7 @@ def test_worker_web_server_is_off_by_default_and_refuses(tmp_path: Path) -> None
     public = Settings(home=tmp_path, worker_web_enabled=True, worker_web_host="0.0.0.0")
     with pytest.raises(NonLoopbackError, match="web server"):
         create_app(public)
-    allowed = public.model_copy(update={"allow_non_loopback": True})
+    allowed = public.replace(**{"allow_non_loopback": True})
     assert create_app(allowed).conf.web_enabled is True
 
 

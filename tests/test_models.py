@@ -22,7 +22,7 @@ TARGETS = ["Donald Trump", "Kamala Harris", "Elon Musk"]
 
 @pytest.fixture(scope="module")
 def scorer():
-    return load_scorer(Settings(score_cache_size=8, torch_threads=2), targets=TARGETS)
+    return load_scorer(Settings(score_cache_size=8, score_threads=2), targets=TARGETS)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,9 @@ def test_hf_sentiment_opt_in(tmp_path, scorer):
     from transformers import BertTokenizerFast
 
     model = _tiny_classifier(tmp_path, {0: "POSITIVE", 1: "NEGATIVE", 2: "neutral"})
-    settings = Settings(hf_model=str(tmp_path), allow_hub_download=False, score_cache_size=4)
+    settings = Settings(
+        score_hf_model=str(tmp_path), score_allow_hub_download=False, score_cache_size=4
+    )
     hf = load_scorer(settings, targets=["Donald Trump"])
     assert "+hf:" in hf.version
     text = "the movie is good"
@@ -236,7 +238,9 @@ def test_hf_sentiment_opt_in(tmp_path, scorer):
 
 
 def test_hf_missing_model_fails_fast_offline(tmp_path):
-    settings = Settings(hf_model="nobody/definitely-not-a-local-model", allow_hub_download=False)
+    settings = Settings(
+        score_hf_model="nobody/definitely-not-a-local-model", score_allow_hub_download=False
+    )
     with pytest.raises(OSError):
         load_scorer(settings)
 

@@ -60,7 +60,7 @@ def test_simulated_event_lands_exactly_once(kafka_settings: Settings, tmp_path):
 
     # After the sink stopped, the same client reads the file directly.
     assert count(client, "SELECT count(*) FROM posts") == len(valid_ids)
-    dlq = kafka.consumer(settings, settings.topic_dlq, consumer_timeout_ms=3000)
+    dlq = kafka.consumer(settings, settings.topic.dlq, consumer_timeout_ms=3000)
     dead = list(dlq)
     dlq.close()
     assert {r.value for r in dead} == malformed

@@ -22,9 +22,8 @@ from tests.factories import make_settings, populated_db
 def cli_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     settings = make_settings(tmp_path)
     populated_db(settings, n=60, runs=("run-a", "run-b"))
-    for name, value in settings.model_dump(mode="json").items():
-        if isinstance(value, str | int | float):
-            monkeypatch.setenv(f"SWINGDIAL_{name.upper()}", str(value))
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     yield settings
     get_settings.cache_clear()

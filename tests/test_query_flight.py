@@ -68,10 +68,7 @@ def free_port() -> int:
 
 def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWINGDIAL_")}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            env[f"SWINGDIAL_{name.upper()}"] = text
+    env.update(settings.to_env())
     return env
 
 
@@ -127,7 +124,7 @@ def test_reads_go_through_flight_while_the_writer_holds_the_lock(writer) -> None
 
 def test_server_refuses_writes_even_without_the_client_guard(writer) -> None:
     settings, _ = writer
-    raw = flight.FlightClient(settings.query_location)
+    raw = flight.FlightClient(settings.query.location)
     options = flight.FlightCallOptions(
         headers=[(b"authorization", f"Bearer {read_token(settings)}".encode())]
     )
@@ -146,8 +143,8 @@ def test_direct_open_fails_clearly_while_the_writer_holds_the_lock(writer) -> No
     with pytest.raises(DatabaseLockedError, match=r"locked by another process.*query server"):
         QueryClient(settings, mode="direct").sql("SELECT 1")
     # Same file, but the client looks for a server on a port nobody serves.
-    elsewhere = settings.model_copy(update={"query_port": free_port()})
-    with pytest.raises(DatabaseLockedError, match=str(elsewhere.query_port)):
+    elsewhere = settings.replace(**{"query_port": free_port()})
+    with pytest.raises(DatabaseLockedError, match=str(elsewhere.query.port)):
         QueryClient(elsewhere).sql("SELECT count(*) FROM posts")
 
 
@@ -165,7 +162,7 @@ def test_after_sigterm_reads_open_the_file_directly(writer) -> None:
 
 def test_client_ignores_a_server_for_another_file(writer, tmp_path: Path) -> None:
     settings, _ = writer
-    other = make_settings(tmp_path / "other", query_port=settings.query_port)
+    other = make_settings(tmp_path / "other", query_port=settings.query.port)
     with QueryClient(other) as client:
         assert client.server_info() is None
         with pytest.raises(FileNotFoundError):
@@ -194,9 +191,8 @@ def test_export_and_cli_while_the_writer_runs(
     ).fetchone()
     assert n == counts["posts"]
 
-    for name, value in settings.model_dump(mode="json").items():
-        if isinstance(value, str | int | float):
-            monkeypatch.setenv(f"SWINGDIAL_{name.upper()}", str(value))
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
         ok = CliRunner().invoke(main, ["sql", "SELECT count(*) AS n FROM posts", "-f", "json"])
@@ -259,7 +255,7 @@ def test_huge_results_and_slow_queries_are_cut_off_server_side(writer) -> None:
     """The writer serves with a 1,000,000-row cap and a 3 s timeout (fixture settings):
     whatever the client's own settings say, the server refuses past them."""
     settings, _ = writer
-    generous = settings.model_copy(update={"query_max_rows": 10**9, "query_timeout_s": 600.0})
+    generous = settings.replace(**{"query_max_rows": 10**9, "query_timeout_s": 600.0})
     with QueryClient(generous) as client:
         with pytest.raises(ResultTooLargeError, match="LIMIT"):
             client.sql("SELECT * FROM range(30000000)")
@@ -291,7 +287,7 @@ def test_clients_without_the_token_are_refused(writer) -> None:
     settings, _ = writer
     token_file = settings.query_token_path
     assert token_file.stat().st_mode & 0o777 == 0o600
-    raw = flight.FlightClient(settings.query_location)
+    raw = flight.FlightClient(settings.query.location)
     ticket = flight.Ticket(json.dumps({"sql": "SELECT count(*) FROM posts"}).encode())
     with pytest.raises(flight.FlightUnauthenticatedError):
         raw.do_get(ticket).read_all()
@@ -301,7 +297,7 @@ def test_clients_without_the_token_are_refused(writer) -> None:
     with pytest.raises(flight.FlightUnauthenticatedError):
         list(raw.do_action(flight.Action("ping", b"")))
     raw.close()
-    stranger = settings.model_copy(update={"query_token": SecretStr("not-the-token")})
+    stranger = settings.replace(**{"query_token": SecretStr("not-the-token")})
     with QueryClient(stranger) as client, pytest.raises(QueryAuthError, match="token"):
         client.sql("SELECT 1")
     with QueryClient(settings) as client:  # the token file's reader gets in

@@ -131,9 +131,9 @@ def test_bad_records_are_rejected_and_counted(settings: Settings) -> None:
         None,
     ]
     raw = records([good], settings) + [
-        RawRecord(settings.topic_scores, 1, i, v) for i, v in enumerate(values)
+        RawRecord(settings.topic.scores, 1, i, v) for i, v in enumerate(values)
     ]
-    raw.append(RawRecord(settings.topic_annotations, 0, 0, b'{"id": "x"}'))
+    raw.append(RawRecord(settings.topic.annotations, 0, 0, b'{"id": "x"}'))
     sink = Sink(settings)
     result = sink.process(raw)
     sink.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,10 +23,7 @@ pytestmark = pytest.mark.integration
 
 def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWINGDIAL_")}
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            env[f"SWINGDIAL_{name.upper()}"] = text
+    env.update(settings.to_env())
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -98,13 +94,13 @@ def sink_log(kafka_settings: Settings) -> Iterator[Path]:
 def test_sink_stores_each_post_once_across_redelivery_and_restart(
     kafka_settings: Settings, sink_log: Path
 ) -> None:
-    settings = kafka_settings.model_copy(update={"sink_batch_size": 50, "sink_flush_s": 0.2})
+    settings = kafka_settings.replace(**{"sink_batch_size": 50, "sink_flush_s": 0.2})
     first = [scored_post(i, "k-run") for i in range(120)]
-    _produce(settings, settings.topic_scores, _scored(first))
-    _produce(settings, settings.topic_scores, [(b"bad", b"{definitely not json")])
+    _produce(settings, settings.topic.scores, _scored(first))
+    _produce(settings, settings.topic.scores, [(b"bad", b"{definitely not json")])
     note = annotation(1, "k-run")
     _produce(
-        settings, settings.topic_annotations, [(note.id.encode(), note.model_dump_json().encode())]
+        settings, settings.topic.annotations, [(note.id.encode(), note.model_dump_json().encode())]
     )
 
     proc = _start_sink(settings, sink_log)
@@ -115,14 +111,14 @@ def test_sink_stores_each_post_once_across_redelivery_and_restart(
             assert client.last_route == "flight"  # the running sink serves the read
         # Re-sent posts (same ids, new offsets) plus new ones.
         second = [scored_post(i, "k-run") for i in range(100, 160)]
-        _produce(settings, settings.topic_scores, _scored(second))
+        _produce(settings, settings.topic.scores, _scored(second))
         _wait(lambda: _count(settings, "SELECT count(*) FROM posts") == 160, 60, "160 posts")
         _wait(
             lambda: (
                 _count(
                     settings,
                     "SELECT sum(next_offset) FROM kafka_offsets WHERE topic = ?",
-                    [settings.topic_scores],
+                    [settings.topic.scores],
                 )
                 == 181
             ),
@@ -145,7 +141,7 @@ def test_sink_stores_each_post_once_across_redelivery_and_restart(
     proc = _start_sink(settings, sink_log)
     try:
         third = [scored_post(i, "k-run") for i in range(160, 170)]
-        _produce(settings, settings.topic_scores, _scored(third))
+        _produce(settings, settings.topic.scores, _scored(third))
         _wait(lambda: _count(settings, "SELECT count(*) FROM posts") == 170, 90, "170 posts")
         assert _count(settings, "SELECT records FROM sink_stats") == 192
     finally:
@@ -159,9 +155,9 @@ def test_annotate_and_replay_through_kafka(kafka_settings: Settings, sink_log: P
     from stream.config import get_settings
     from stream.sources.replay import replay_run
 
-    settings = kafka_settings.model_copy(update={"sink_flush_s": 0.2})
+    settings = kafka_settings.replace(**{"sink_flush_s": 0.2})
     original = [scored_post(i, "orig-run") for i in range(40)]
-    _produce(settings, settings.topic_scores, _scored(original))
+    _produce(settings, settings.topic.scores, _scored(original))
     proc = _start_sink(settings, sink_log)
     try:
         _wait(lambda: _count(settings, "SELECT count(*) FROM posts") == 40, 90, "40 posts")
@@ -226,7 +222,7 @@ def test_annotate_and_replay_through_kafka(kafka_settings: Settings, sink_log: P
 
         # replay reads the archive over Flight (the sink holds the file) and re-sends
         consumer = kafka.consumer(
-            settings, settings.topic_posts, group_id=None, consumer_timeout_ms=10_000
+            settings, settings.topic.posts, group_id=None, consumer_timeout_ms=10_000
         )
         result_replay = replay_run(
             settings, "orig-run", as_fast_as_possible=True, new_run_id="orig-run.r2"
@@ -247,7 +243,7 @@ def test_annotate_and_replay_through_kafka(kafka_settings: Settings, sink_log: P
         # Stand-in for the worker: score the replayed posts identically.
         by_id = {s.post.id: s for s in original}
         rescored = [by_id[p.id].model_copy(update={"post": p}) for p in sent]
-        _produce(settings, settings.topic_scores, _scored(rescored))
+        _produce(settings, settings.topic.scores, _scored(rescored))
         _wait(
             lambda: (
                 _count(settings, "SELECT count(*) FROM posts WHERE run_id = 'orig-run.r2'") == 40
@@ -273,8 +269,8 @@ def test_annotate_and_replay_through_kafka(kafka_settings: Settings, sink_log: P
 def test_no_serve_sink_gives_clear_lock_error(kafka_settings: Settings, sink_log: Path) -> None:
     from stream.query import DatabaseLockedError
 
-    settings = kafka_settings.model_copy(update={"sink_flush_s": 0.2})
-    _produce(settings, settings.topic_scores, _scored([scored_post(i, "ns") for i in range(5)]))
+    settings = kafka_settings.replace(**{"sink_flush_s": 0.2})
+    _produce(settings, settings.topic.scores, _scored([scored_post(i, "ns") for i in range(5)]))
     proc = _start_sink(settings, sink_log, "--no-serve")
     try:
         _wait(lambda: settings.db_path.exists(), 60, "database file")

@@ -38,7 +38,7 @@ MALFORMED = [
 def produce(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
     producer = kafka.producer(settings)
     for key, value in values:
-        producer.send(settings.topic_posts, key=key, value=value)
+        producer.send(settings.topic.posts, key=key, value=value)
     producer.flush()
     producer.close()
 
@@ -51,7 +51,7 @@ def drain(settings: Settings, topic: str, seconds: float = 2.0) -> list:
 
 
 def scored_ids(settings: Settings) -> set[str]:
-    return {json.loads(r.value)["post"]["id"] for r in drain(settings, settings.topic_scores)}
+    return {json.loads(r.value)["post"]["id"] for r in drain(settings, settings.topic.scores)}
 
 
 def test_worker_scores_valid_posts_and_dead_letters_bad_ones(kafka_settings: Settings, tmp_path):
@@ -64,7 +64,7 @@ def test_worker_scores_valid_posts_and_dead_letters_bad_ones(kafka_settings: Set
             lambda: len(scored_ids(kafka_settings)) >= len(posts), 240, 2, "all posts scored"
         )
         dead = wait_until(
-            lambda: (r := drain(kafka_settings, kafka_settings.topic_dlq)) and len(r) >= 3 and r,
+            lambda: (r := drain(kafka_settings, kafka_settings.topic.dlq)) and len(r) >= 3 and r,
             60,
             1,
             "dead letters",
@@ -72,7 +72,7 @@ def test_worker_scores_valid_posts_and_dead_letters_bad_ones(kafka_settings: Set
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
-    scores = [json.loads(r.value) for r in drain(kafka_settings, kafka_settings.topic_scores)]
+    scores = [json.loads(r.value) for r in drain(kafka_settings, kafka_settings.topic.scores)]
     assert {s["post"]["id"] for s in scores} == {p.id for p in posts}
     first = scores[0]
     assert set(first["sentiment"]["scores"]) == {"negative", "neutral", "positive"}
@@ -93,7 +93,7 @@ def test_poison_records_between_valid_posts_cost_them_nothing(kafka_settings: Se
     valid posts on every partition: all valid posts scored, every poison dead-lettered."""
     from stream.testing import poison_corpus
 
-    corpus = {k: v for k, v in poison_corpus(kafka_settings.kafka_max_message_bytes).items()}
+    corpus = {k: v for k, v in poison_corpus(kafka_settings.kafka.max_message_bytes).items()}
     posts = make_posts(len(corpus) * 6, "run-p")
     values: list[tuple[bytes, bytes | None]] = []
     for i, post in enumerate(posts):
@@ -104,14 +104,14 @@ def test_poison_records_between_valid_posts_cost_them_nothing(kafka_settings: Se
     # producer: the worker must still dead-letter the oversized record.
     producer = kafka.producer(kafka_settings, max_request_size=1_048_576)
     for key, value in values:
-        producer.send(kafka_settings.topic_posts, key=key, value=value)
+        producer.send(kafka_settings.topic.posts, key=key, value=value)
     producer.flush()
     producer.close()
     worker = swingdial_process(kafka_settings, "worker", log_path=tmp_path / "worker.log")
     try:
         wait_until(
             lambda: (
-                len(drain(kafka_settings, kafka_settings.topic_dlq)) >= len(corpus)
+                len(drain(kafka_settings, kafka_settings.topic.dlq)) >= len(corpus)
                 and len(scored_ids(kafka_settings)) >= len(posts)
             ),
             300,
@@ -123,7 +123,7 @@ def test_poison_records_between_valid_posts_cost_them_nothing(kafka_settings: Se
         worker.wait(60)
     assert worker.returncode == 0, (tmp_path / "worker.log").read_text()[-3000:]
     assert scored_ids(kafka_settings) == {p.id for p in posts}
-    dead = drain(kafka_settings, kafka_settings.topic_dlq)
+    dead = drain(kafka_settings, kafka_settings.topic.dlq)
     assert len(dead) == len(corpus)
     reasons = [dict(r.headers)["reason"].decode() for r in dead]
     assert all(reasons)
@@ -139,8 +139,8 @@ def test_a_batch_that_fails_as_a_whole_is_not_acknowledged(kafka_settings: Setti
     without committing, and a restarted healthy worker scores every post."""
     posts = make_posts(30, "run-f")
     produce(kafka_settings, [(p.author.id.encode(), p.to_bytes()) for p in posts])
-    broken = kafka_settings.model_copy(
-        update={"hf_model": str(tmp_path / "no-such-model"), "worker_batch_retries": 1}
+    broken = kafka_settings.replace(
+        **{"score_hf_model": str(tmp_path / "no-such-model"), "worker_batch_retries": 1}
     )
     log = tmp_path / "worker.log"
     first = swingdial_process(broken, "worker", log_path=log)
@@ -155,7 +155,7 @@ def test_a_batch_that_fails_as_a_whole_is_not_acknowledged(kafka_settings: Setti
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(60)
-    assert drain(kafka_settings, kafka_settings.topic_dlq) == []
+    assert drain(kafka_settings, kafka_settings.topic.dlq) == []
 
 
 def scores_appended(settings: Settings) -> int:
@@ -164,15 +164,15 @@ def scores_appended(settings: Settings) -> int:
 
     consumer = kafka.consumer(settings)
     try:
-        parts = consumer.partitions_for_topic(settings.topic_scores) or set()
-        ends = consumer.end_offsets([TopicPartition(settings.topic_scores, p) for p in parts])
+        parts = consumer.partitions_for_topic(settings.topic.scores) or set()
+        ends = consumer.end_offsets([TopicPartition(settings.topic.scores, p) for p in parts])
         return sum(ends.values())
     finally:
         consumer.close()
 
 
 def test_worker_killed_mid_stream_loses_nothing(kafka_settings: Settings, tmp_path):
-    settings = kafka_settings.model_copy(update={"worker_session_timeout_s": 6.0, "batch_size": 16})
+    settings = kafka_settings.replace(**{"worker_session_timeout_s": 6.0, "worker_batch_size": 16})
     before, after = make_posts(2000, "run-k"), make_posts(2300, "run-k")[2000:]
     produce(settings, [(p.author.id.encode(), p.to_bytes()) for p in before])
     log = tmp_path / "worker.log"
@@ -200,7 +200,7 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_settings: Settings, tmp_pa
     # The author history (a faust table) survived the crash: each author's last call counts
     # every one of their posts exactly once, those scored before the kill included.
     counted: dict[str, int] = {}
-    for record in drain(settings, settings.topic_scores):
+    for record in drain(settings, settings.topic.scores):
         value = json.loads(record.value)
         for line in value["cohort"]["evidence"]:
             if match := re.match(r"history: \d+/(\d+) posts", line):

@@ -45,29 +45,29 @@ def start(partitions: int | None, nodes: int | None) -> None:
     """
     settings = get_settings()
     if nodes:
-        settings = settings.model_copy(update={"kafka_nodes": nodes})
+        settings = settings.replace(**{"kafka_nodes": nodes})
     try:
         broker = Broker(settings)
         pid = broker.start()
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
-    kafka.wait_for_broker(settings, brokers=settings.kafka_nodes)
+    kafka.wait_for_broker(settings, brokers=settings.kafka.nodes)
     created = kafka.ensure_topics(settings, partitions)
-    bootstrap = ",".join(settings.bootstrap_servers())
-    if settings.kafka_nodes == 1:
+    bootstrap = ",".join(settings.kafka.bootstrap_servers())
+    if settings.kafka.nodes == 1:
         click.echo(f"broker running (pid {pid}) on {bootstrap}")
     else:
         pids = ", ".join(str(p) for p in broker.pids())
         click.echo(
-            f"cluster of {settings.kafka_nodes} brokers running (pids {pids}) on {bootstrap}"
+            f"cluster of {settings.kafka.nodes} brokers running (pids {pids}) on {bootstrap}"
         )
         click.echo(
-            f"replication factor {settings.replication_factor}, "
-            f"min.insync.replicas {settings.min_insync_replicas}"
+            f"replication factor {settings.kafka.replicas}, "
+            f"min.insync.replicas {settings.kafka.min_insync}"
         )
-        if get_settings().kafka_nodes != settings.kafka_nodes:
+        if get_settings().kafka.nodes != settings.kafka.nodes:
             click.echo(
-                f"for the other commands: export SWINGDIAL_KAFKA_NODES={settings.kafka_nodes}"
+                f"for the other commands: export SWINGDIAL_KAFKA_NODES={settings.kafka.nodes}"
             )
     if created:
         click.echo(f"created topics: {', '.join(created)}")

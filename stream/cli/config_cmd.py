@@ -7,7 +7,7 @@ import shlex
 
 import click
 
-from stream.config import Settings, get_settings
+from stream.config import get_settings
 
 
 @click.command("config")
@@ -21,14 +21,13 @@ def config_command(as_json: bool) -> None:
     \b
     Examples:
       swingdial config
-      SWINGDIAL_PARTITIONS=3 swingdial config --json
+      SWINGDIAL_KAFKA_PARTITIONS=3 swingdial config --json
     """
     values = get_settings().display_values()
     if as_json:
         click.echo(json.dumps(values, indent=2))
         return
-    for name in Settings.model_fields:
-        text = values[name]
+    for name, text in values.items():
         click.echo(f"SWINGDIAL_{name.upper()}={shlex.quote(text) if text else ''}")
 
 

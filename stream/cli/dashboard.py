@@ -25,7 +25,7 @@ def streamlit_command(port: int) -> list[str]:
     """The streamlit invocation: local only, headless, no usage statistics."""
     settings = get_settings()
     try:
-        require_loopback(settings.dashboard_host, "the dashboard", settings)
+        require_loopback(settings.dashboard.host, "the dashboard", settings)
     except NonLoopbackError as exc:
         raise click.ClickException(str(exc)) from None
     return [
@@ -35,7 +35,7 @@ def streamlit_command(port: int) -> list[str]:
         "run",
         str(app_path()),
         "--server.address",
-        settings.dashboard_host,
+        settings.dashboard.host,
         "--server.port",
         str(port),
         "--server.headless",
@@ -74,9 +74,9 @@ def dashboard_command(port: int | None, db_path: Path | None) -> None:
     env = dict(os.environ)
     if db_path is not None:
         env["SWINGDIAL_DUCKDB_PATH"] = str(db_path.resolve())
-    command = streamlit_command(port or settings.dashboard_port)
+    command = streamlit_command(port or settings.dashboard.port)
     click.echo(
-        f"dashboard on http://{settings.dashboard_host}:{port or settings.dashboard_port} "
+        f"dashboard on http://{settings.dashboard.host}:{port or settings.dashboard.port} "
         f"(database {env.get('SWINGDIAL_DUCKDB_PATH', settings.db_path)})",
         err=True,
     )

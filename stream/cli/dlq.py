@@ -109,7 +109,7 @@ def replay_command(path: Path | None, reason: str | None, limit: int, dry_run: b
         raise click.ClickException(str(exc)) from None
     sent = replay(settings, records, dry_run=dry_run)
     verb = "would send" if dry_run else "sent"
-    click.echo(f"{verb} {sent} record{'s' if sent != 1 else ''} to {settings.topic_posts}")
+    click.echo(f"{verb} {sent} record{'s' if sent != 1 else ''} to {settings.topic.posts}")
 
 
 COMMANDS = [dlq_group]

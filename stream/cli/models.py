@@ -155,7 +155,7 @@ def train_command(
     from models.train import loto_frozen, save_artifacts, train_frozen
 
     settings = get_settings()
-    torch.set_num_threads(threads or settings.torch_threads or 2)
+    torch.set_num_threads(threads or settings.score.threads or 2)
     root = _data_root(data)
     out = Path(out or ARTIFACTS_DIR)
     if method == "frozen":
@@ -289,7 +289,7 @@ def eval_command(
     from models.scorer import load_model, model_version
 
     settings = get_settings()
-    torch.set_num_threads(settings.torch_threads or 2)
+    torch.set_num_threads(settings.score.threads or 2)
     directory = Path(artifacts or ARTIFACTS_DIR)
     for run in held_out:  # fail before the minutes of evaluation, not after
         try:
@@ -314,7 +314,7 @@ def eval_command(
         scorer = Scorer(encoder, heads, version=metrics["model_version"], targets=settings.targets)
         metrics["simulated_event"] = simulated_event_check(scorer, event_id)
         metrics["simulated_cohorts"] = simulated_cohort_check(
-            scorer, event_id, min_posts=settings.cohort_min_posts
+            scorer, event_id, min_posts=settings.worker.cohort_min_posts
         )
     path = directory / "metrics.json"
     old = json.loads(path.read_text()) if path.exists() else {}
@@ -390,7 +390,7 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
     from models.paths import ARTIFACTS_DIR
     from models.scorer import load_model
 
-    torch.set_num_threads(get_settings().torch_threads or 2)
+    torch.set_num_threads(get_settings().score.threads or 2)
     directory = Path(artifacts or ARTIFACTS_DIR)
     encoder, heads, _ = load_model(directory)
     sets = _dev_sets(directory, encoder, heads, _data_root(data))

@@ -157,11 +157,11 @@ def annotate_command(
     try:
         producer = kafka.producer(settings, client_id="swingdial-annotate")
     except Exception as exc:  # noqa: BLE001 - kafka-python raises several kinds
-        click.echo(f"Error: cannot reach Kafka at {settings.kafka_bootstrap}: {exc}", err=True)
+        click.echo(f"Error: cannot reach Kafka at {settings.kafka.bootstrap}: {exc}", err=True)
         sys.exit(1)
     try:
         future = producer.send(
-            settings.topic_annotations,
+            settings.topic.annotations,
             key=note.id.encode(),
             value=note.model_dump_json(exclude_none=True).encode(),
         )

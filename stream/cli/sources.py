@@ -66,12 +66,12 @@ def _deliver_to(
     else:
         from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-        _status(f"run id: {run_id}  (to {settings.topic_posts} at {settings.kafka_bootstrap})")
+        _status(f"run id: {run_id}  (to {settings.topic.posts} at {settings.kafka.bootstrap})")
         try:
             counts = send_records(settings, records, realtime=realtime, progress=_progress)
         except (KafkaConnectionError, KafkaTimeoutError) as exc:
             raise click.ClickException(
-                f"no Kafka broker at {settings.kafka_bootstrap} ({exc}); start one with "
+                f"no Kafka broker at {settings.kafka.bootstrap} ({exc}); start one with "
                 "`swingdial broker start`, or use --dry-run FILE"
             ) from None
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(counts.kinds.items())) or "none"

@@ -36,11 +36,11 @@ def worker_command(
 
     settings = get_settings()
     overrides = {
-        "batch_size": batch_size,
-        "batch_within_s": within,
+        "worker_batch_size": batch_size,
+        "worker_batch_within_s": within,
         "worker_web_port": web_port,
     }
-    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.replace(**{k: v for k, v in overrides.items() if v is not None})
     run_worker(settings, loglevel=loglevel)
 
 

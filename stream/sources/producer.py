@@ -104,7 +104,7 @@ def send_records(
     progress: Progress | None = None,
     every_s: float = 2.0,
 ) -> SendCounts:
-    """Send every record to ``settings.topic_posts`` and flush at the end.
+    """Send every record to ``settings.topic.posts`` and flush at the end.
 
     The key is :attr:`SourceRecord.key` (the author id, so one author's posts stay on one
     partition for the worker's per-author history).
@@ -121,7 +121,7 @@ def send_records(
         failures[type(exc).__name__] += 1
 
     def emit(record: SourceRecord) -> None:
-        client.send(settings.topic_posts, key=record.key, value=record.value).add_errback(on_error)
+        client.send(settings.topic.posts, key=record.key, value=record.value).add_errback(on_error)
 
     try:
         counts = _run(records, emit, realtime, progress, every_s)

@@ -102,7 +102,7 @@ def replay_run(
     progress: Callable[[Any], None] | None = None,
     client: QueryClient | None = None,
 ) -> ReplayResult:
-    """Send the archived posts of ``run_id`` to ``settings.topic_posts`` as a new run.
+    """Send the archived posts of ``run_id`` to ``settings.topic.posts`` as a new run.
 
     Uses the sources' sending layer (``stream.sources.producer.send_records``), so pacing,
     keys (author id), Ctrl-C handling and failure counting are the same as the simulator's.
