@@ -126,7 +126,9 @@ def sidebar(query: queries.Query, runs: pd.DataFrame) -> dict:
     }
     originals = [r.run_id for r in runs.itertuples() if pd.isna(r.replay_of)]
     default = list(labels).index(originals[0]) if originals else 0  # newest original run
-    run_id = sb.selectbox("Run", list(labels), index=default, format_func=labels.get, key="run")
+    run_id: str = sb.selectbox(  # never None: the run list is not empty here
+        "Run", list(labels), index=default, format_func=lambda r: labels[r], key="run"
+    )
     others = [NONE, *[r for r in labels if r != run_id]]
     compare = sb.selectbox(
         "Compare with run",
@@ -342,11 +344,11 @@ def health_panel(query: queries.Query, run_id: str) -> None:
         help="records on Kafka not yet stored",
     )
     row[2].metric("Sink rejects", "-" if h.rejects is None else f"{h.rejects:,}")
-    row = st.columns(4)
-    row[0].metric("Scoring p50", fmt(lat["score_p50_s"]), help="received -> scored")
-    row[1].metric("Scoring p95", fmt(lat["score_p95_s"]), help="received -> scored")
-    row[2].metric("End-to-end p50", fmt(lat["e2e_p50_s"]), help="received -> stored")
-    row[3].metric("End-to-end p95", fmt(lat["e2e_p95_s"]), help="received -> stored")
+    latency = st.columns(4)
+    latency[0].metric("Scoring p50", fmt(lat["score_p50_s"]), help="received -> scored")
+    latency[1].metric("Scoring p95", fmt(lat["score_p95_s"]), help="received -> scored")
+    latency[2].metric("End-to-end p50", fmt(lat["e2e_p50_s"]), help="received -> stored")
+    latency[3].metric("End-to-end p95", fmt(lat["e2e_p95_s"]), help="received -> stored")
     if h.last_received_at is not None:
         age = datetime.now(UTC) - h.last_received_at.to_pydatetime()
         st.caption(f"Last post received {h.last_received_at:%Y-%m-%d %H:%M:%S} UTC ({ago(age)}).")

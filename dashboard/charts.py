@@ -7,6 +7,7 @@ Vega-Lite (which would convert to the viewer's zone) shows the event's own clock
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
 import altair as alt
 import pandas as pd
@@ -50,6 +51,8 @@ LOW_N_COLOR = "#c8c8c8"
 MOMENT_COLOR = "#555555"
 ANNOTATION_COLOR = "#ef6c00"
 PLAYHEAD_COLOR = "#000000"
+# What the chart builders return (altair types a layer with .properties() as either).
+Layered = alt.LayerChart | alt.FacetChart
 TIME_FORMAT = "%H:%M"
 
 
@@ -79,7 +82,7 @@ def _cohort_color(
             symbolType="stroke",
             symbolOpacity=1,
             symbolStrokeWidth=4,
-            values=shown,
+            values=shown if shown is not None else alt.Undefined,
             labelLimit=0,
             labelFontSize=12,
             columns=0,
@@ -210,14 +213,14 @@ def dial_chart(
     labels: bool = True,
     legend: bool = True,
     domain: Domain = None,
-) -> alt.LayerChart:
+) -> Layered:
     """A line per cohort with its 95% band; grey points have too few posts (``low_n``)."""
     data = lines.assign(
         minute=utc_naive(lines["minute"]),
         low_n=lines["low_n"].astype(bool),
         cohort_label=lines["cohort"].map(cohort_label),
     )
-    extra = [t.to_dict()["field"] for t in extra_tooltip or []]
+    extra = [cast(dict, t.to_dict())["field"] for t in extra_tooltip or []]
     keep = ["minute", "cohort", "cohort_label", value, low, high, n, "low_n", *extra]
     data = data[list(dict.fromkeys(keep))]
     present = sorted(set(data["cohort"]))
@@ -277,8 +280,8 @@ def approval_chart(
     markers: pd.DataFrame | None = None,
     *,
     title: str = "Approval by cohort",
-    **kwargs: object,
-) -> alt.LayerChart:
+    **kwargs: Any,
+) -> Layered:
     """The approval dial: 0-100 (50 = split) per cohort, Wilson band, n = stance posts."""
     data = approval.assign(
         dial=dial(approval["approval"]), dial_lo=dial(approval["lo"]), dial_hi=dial(approval["hi"])
@@ -308,7 +311,7 @@ def volume_chart(
     markers: pd.DataFrame | None = None,
     playhead: datetime | None = None,
     domain: Domain = None,
-) -> alt.LayerChart:
+) -> Layered:
     """Posts per minute, stacked by cohort (moderate at the bottom)."""
     order, _, _ = cohort_style(list(volume["cohort"].unique()))
     data = volume.assign(

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -187,7 +187,10 @@ def cohort_lines(query: Query, f: Filters, min_posts: int) -> pd.DataFrame:
     return frame(query, *cohort_lines_sql(f, min_posts))
 
 
-def dial(approval: float | pd.Series) -> float | pd.Series:
+DialValue = TypeVar("DialValue", float, pd.Series)
+
+
+def dial(approval: DialValue) -> DialValue:
     """Approval in [-1, 1] on the broadcast 0-100 scale (50 = split): the one conversion."""
     return 50.0 * (1.0 + approval)
 

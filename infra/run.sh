@@ -82,6 +82,7 @@ case "$cmd" in
     cd "$ROOT"
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"  # the package, as configured in pyproject.toml
     exec "$VENV/bin/pytest" -ra "$@"
     ;;
   faults)

@@ -30,6 +30,10 @@ class Child:
     process: subprocess.Popen | None = None
     log_path: Path | None = None
 
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None
+
 
 @dataclass
 class Supervisor:
@@ -110,9 +114,7 @@ def run_demo(
             broken = [c for c in supervisor.failed() if c.name != "simulator"]
             if broken:
                 for child in broken:
-                    echo(
-                        f"{child.name} exited with {child.process.returncode}; see {child.log_path}"
-                    )
+                    echo(f"{child.name} exited with {child.returncode}; see {child.log_path}")
                 return 1
             time.sleep(0.5)
         return 0

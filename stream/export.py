@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 
 from stream.config import Settings
 from stream.query import QueryClient
-from stream.store import connect
+from stream.store import connect, scalar
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _export_copy(client: QueryClient, output: Path, run_id: str | None, fmt: str
         for table in EXPORT_QUERIES:
             sql, params = _query(table, run_id)
             target = str(output / table).replace("'", "''")
-            (count,) = con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()
+            count = scalar(con, f"SELECT count(*) FROM ({sql})", params)
             counts[table] = count
             if count == 0:
                 continue

@@ -100,7 +100,7 @@ def simulated_cohort_check(
     author_truth: dict[str, str] = {}
     bio_says: dict[str, str] = {}
     for post in posts:
-        truth = post.truth["cohort"]
+        truth = (post.truth or {}).get("cohort")
         truth = truth if truth in (MODERATE, LEAN_LEFT, LEAN_RIGHT) else UNKNOWN
         bio = cohort_from_bio(post.author.bio)
         history = histories.setdefault(post.author.id, CohortHistory())

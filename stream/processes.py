@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from infra.broker import Broker
 from stream.config import Settings
@@ -21,7 +22,7 @@ from stream.config import Settings
 def spawn(settings: Settings, *args: str, log_path: Path | None = None) -> subprocess.Popen:
     """Run ``swingdial ARGS`` in its own session (Ctrl-C reaches only the parent)."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    out: IO[bytes] | int = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "stream.cli", *args],
@@ -32,7 +33,7 @@ def spawn(settings: Settings, *args: str, log_path: Path | None = None) -> subpr
             start_new_session=True,
         )
     finally:
-        if log_path:
+        if not isinstance(out, int):
             out.close()  # the child holds its own descriptor
 
 

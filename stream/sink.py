@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import duckdb
 from pydantic import ValidationError
@@ -65,6 +65,10 @@ def _minute(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(second=0, microsecond=0)
 
 
+@overload
+def _utc(ts: datetime) -> datetime: ...
+@overload
+def _utc(ts: None) -> None: ...
 def _utc(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
@@ -386,7 +390,7 @@ class Sink:
     def _partitions(self, consumer: Any) -> list[Any]:
         from kafka import TopicPartition
 
-        found = []
+        found: list[Any] = []
         for topic in self._topics():
             parts = consumer.partitions_for_topic(topic) or set()
             found.extend(TopicPartition(topic, p) for p in sorted(parts))

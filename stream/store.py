@@ -190,6 +190,14 @@ def use_utc(con: duckdb.DuckDBPyConnection) -> None:
             raise
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> Any:
+    """The one value a query returns (an aggregate: it always has a row)."""
+    row = con.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {sql!r}")
+    return row[0]
+
+
 class SchemaVersionError(RuntimeError):
     """The database was written by a newer swingdial than this one."""
 
@@ -429,10 +437,8 @@ class Store:
                     con.execute(statement.replace("$group", "?"), [self.group])
                 else:
                     con.execute(statement)
-            (rows,) = con.execute("SELECT count(*) FROM _sink_new").fetchone()
-            (e2e,) = con.execute(
-                "SELECT avg(epoch(now()) - epoch(received_at)) * 1000 FROM _sink_new"
-            ).fetchone()
+            rows = scalar(con, "SELECT count(*) FROM _sink_new")
+            e2e = scalar(con, "SELECT avg(epoch(now()) - epoch(received_at)) * 1000 FROM _sink_new")
             con.execute("DROP TABLE _sink_new")
             annotations = batch.annotations.num_rows
             rejects = batch.rejects.num_rows

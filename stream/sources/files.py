@@ -27,7 +27,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from stream.schema import InvalidPost, parse_post
 from stream.sources import SourceRecord
@@ -247,7 +247,9 @@ def map_row(
 
 
 def _open(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
+    if path.suffix.lower() == ".gz":
+        return cast(IO[bytes], gzip.GzipFile(path, "rb"))
+    return path.open("rb")
 
 
 def read_rows(path: Path, fmt: FileFormat) -> Iterator[tuple[str, dict[str, Any] | None, bytes]]:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from stream.events import Event, Moment
 from stream.schema import MAX_FOLLOWERS, Author, Post
-from stream.sources import SourceRecord
+from stream.sources import RecordKind, SourceRecord
 
 SimulatedRecord = SourceRecord
 
@@ -589,7 +589,7 @@ def simulate(
                 continue
             cohort = rng.choices(sim.cohorts, cum_weights=cohort_cum)[0]
             post = None
-            kind = "original"
+            kind: RecordKind = "original"
             if rng.random() < spec.repost_share:
                 post = sim.repost(offset, moment, cohort)
                 kind = "repost"
