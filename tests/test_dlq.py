@@ -13,18 +13,18 @@ from stream.config import Settings, get_settings
 from tests.factories import make_settings, populated_db
 
 COUNTS = """\
-reason_kind                       records  truncated  last_at                  
---------------------------------  -------  ---------  -------------------------
-not valid JSON                    6        0          2024-08-13 00:00:00+00:00
-text                              3        1          2024-08-13 00:00:00+00:00
-event_id                          2        0          2024-08-13 00:00:00+00:00
-author.followers                  1        0          2024-08-13 00:00:00+00:00
-empty record value (tombstone)    1        0          2024-08-13 00:00:00+00:00
-event_time                        1        0          2024-08-13 00:00:00+00:00
-expected a JSON object, got list  1        0          2024-08-13 00:00:00+00:00
-expected a JSON object, got str   1        0          2024-08-13 00:00:00+00:00
-run_id                            1        0          2024-08-13 00:00:00+00:00
-scores record too large           1        0          2024-08-13 00:00:00+00:00
+reason_kind                       records    truncated    last_at
+--------------------------------  ---------  -----------  -------------------------
+not valid JSON                    6          0            2024-08-13 00:00:00+00:00
+text                              3          1            2024-08-13 00:00:00+00:00
+event_id                          2          0            2024-08-13 00:00:00+00:00
+author.followers                  1          0            2024-08-13 00:00:00+00:00
+empty record value (tombstone)    1          0            2024-08-13 00:00:00+00:00
+event_time                        1          0            2024-08-13 00:00:00+00:00
+expected a JSON object, got list  1          0            2024-08-13 00:00:00+00:00
+expected a JSON object, got str   1          0            2024-08-13 00:00:00+00:00
+run_id                            1          0            2024-08-13 00:00:00+00:00
+scores record too large           1          0            2024-08-13 00:00:00+00:00
 (10 rows)
 """
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 import pyarrow as pa
+from tabulate import tabulate
 
 from stream.config import get_settings
 
@@ -36,16 +37,12 @@ def _cell(value: Any) -> str:
 
 
 def format_table(table: pa.Table) -> str:
-    """A plain aligned text table (rows as in the result, long cells cut)."""
+    """An aligned text table (tabulate's "simple" style; long cells cut) and a row count."""
     names = table.column_names
     columns = [column.to_pylist() for column in table.columns]
     rows = [[_cell(v) for v in row] for row in zip(*columns, strict=True)] if names else []
-    widths = [max([len(n)] + [len(r[i]) for r in rows]) for i, n in enumerate(names)]
-    line = "  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
-    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(out)
+    text = tabulate(rows, headers=names, tablefmt="simple", disable_numparse=True)
+    return f"{text}\n({len(rows)} row{'s' if len(rows) != 1 else ''})"
 
 
 def _jsonable(value: Any) -> Any:
