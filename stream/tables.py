@@ -108,214 +108,178 @@ class Table:
         )
 
 
-def _c(name: str, type_: str, doc: str) -> Column:
-    """A nullable column."""
-    return Column(name, type_, doc)
+def table(text: str) -> Table:
+    """A table from its text: a first line ``name (key columns)``, then one line per column,
+    ``name  TYPE[!] [= fill]  | meaning`` (``!``: NOT NULL; ``= fill``: the SQL the INSERT
+    uses instead of a batch column)."""
+    first, *lines = text.strip().splitlines()
+    name, _, key = first.partition(" ")
+    parsed = []
+    for line in lines:
+        spec, _, doc = line.partition("|")
+        head, _, fill = spec.partition("=")
+        column_name, type_ = head.split()
+        parsed.append(
+            Column(
+                column_name,
+                type_.rstrip("!"),
+                doc.strip(),
+                not_null=type_.endswith("!"),
+                fill=fill.strip() or None,
+            )
+        )
+    return Table(name, tuple(parsed), tuple(k.strip() for k in key.strip("() ").split(",")))
 
 
-def _n(name: str, type_: str, doc: str, *, fill: str | None = None) -> Column:
-    """A NOT NULL column."""
-    return Column(name, type_, doc, not_null=True, fill=fill)
-
-
-RUN = _n("run_id", "VARCHAR", "the run (one pass over an event)")
-POST = _n("post_id", "VARCHAR", "the post's id (unique within a run)")
-EVENT_TIME = _n("event_time", "TIMESTAMPTZ", "when it was posted (event time, UTC)")
-MINUTE = _n("minute", "TIMESTAMPTZ", "`event_time` truncated to the minute (what charts group by)")
-AUTHOR = _n("author_id", "VARCHAR", "author")
-COHORT = _n("cohort", "VARCHAR", "the author's cohort call on this post (`models/COHORTS.md`)")
-RECEIVED = _c("received_at", "TIMESTAMPTZ", "when the worker took the post from Kafka")
-NOW_STORED = "when the sink stored it"
-
-RUNS = Table(
-    "runs",
-    (
-        RUN,
-        _n("event_id", "VARCHAR", "event file id"),
-        _c("source", "VARCHAR", "source of the run's latest post"),
-        _c("model_version", "VARCHAR", "model of the run's latest scored post"),
-        _c("replay_of", "VARCHAR", "the original run when `source` is `replay:<RUN>`, else NULL"),
-        _n("first_seen_at", "TIMESTAMPTZ", "wall-clock time the sink first stored a post"),
-        _n("last_seen_at", "TIMESTAMPTZ", "wall-clock time the sink last stored a post"),
-    ),
-    ("run_id",),
-)
-POSTS = Table(
-    "posts",
-    (
-        RUN,
-        POST,
-        _n("event_id", "VARCHAR", "event file id (`stream/events/<id>.yaml`)"),
-        EVENT_TIME,
-        MINUTE,
-        AUTHOR,
-        _n("text", "VARCHAR", "post text"),
-        _c("lang", "VARCHAR", "language code"),
-        _c("repost_of", "VARCHAR", "id of the reposted post, if any"),
-        _c("reply_to", "VARCHAR", "id of the replied-to post, if any"),
-        _c("source", "VARCHAR", "who produced it: `simulator`, `file:…`, `replay:<RUN>`"),
-        _n(
-            "raw",
-            "JSON",
-            "the post exactly as validated by the worker; `swingdial replay` reads this",
-        ),
-        _c("truth", "JSON", "simulator ground truth (never read by the scorer)"),
-        RECEIVED,
-    ),
-    ("run_id", "post_id"),
-)
-AUTHORS = Table(
-    "authors",
-    (
-        RUN,
-        AUTHOR,
-        _n("handle", "VARCHAR", "handle on the latest post"),
-        _c("bio", "VARCHAR", "profile text on the latest post"),
-        _c("followers", "BIGINT", "follower count on the latest post"),
-        _n("cohort", "VARCHAR", "the cohort called on the author's latest post by event time"),
-        _c("cohort_evidence", "VARCHAR[]", "why: the evidence behind that call"),
-        _n("posts_seen", "BIGINT", "stored (de-duplicated) posts of the author", fill="n"),
-        _n("updated_at", "TIMESTAMPTZ", "`event_time` of that latest post", fill="event_time"),
-    ),
-    ("run_id", "author_id"),
-)
-SCORES = Table(
-    "scores",
-    (
-        RUN,
-        POST,
-        EVENT_TIME,
-        MINUTE,
-        AUTHOR,
-        COHORT,
-        _n("sentiment", "VARCHAR", "top sentiment label"),
-        _n("p_negative", "FLOAT", "probability of negative"),
-        _n("p_neutral", "FLOAT", "probability of neutral"),
-        _n("p_positive", "FLOAT", "probability of positive"),
-        _n("net_sentiment", "FLOAT", "`p_positive - p_negative`, in [-1, 1]"),
-        _c("emotion", "VARCHAR", "top emotion label (NULL if the model has none)"),
-        _c("topic", "VARCHAR", "top topic label (NULL if the model has none)"),
-        _n("model_version", "VARCHAR", "model, runtime and precision that scored it"),
-        RECEIVED,
-        _n("scored_at", "TIMESTAMPTZ", "when the worker scored it"),
-        _n("stored_at", "TIMESTAMPTZ", "when the sink committed it", fill="now()"),
-    ),
-    ("run_id", "post_id"),
-)
-STANCES = Table(
-    "stances",
-    (
-        RUN,
-        POST,
-        _n("target", "VARCHAR", "stance target, e.g. `Donald Trump`"),
-        MINUTE,
-        COHORT,
-        _n("label", "VARCHAR", "favor / against / none"),
-        _n("p_favor", "FLOAT", "probability of favor"),
-        _n("p_against", "FLOAT", "probability of against"),
-        _n("p_none", "FLOAT", "probability of none"),
-        _n("net_stance", "FLOAT", "`p_favor - p_against`, in [-1, 1]"),
-    ),
-    ("run_id", "post_id", "target"),
-)
-MOMENTS = Table(
-    "moments",
-    (
-        _n("event_id", "VARCHAR", "event file id"),
-        _n("moment_id", "VARCHAR", "the moment's id in the event file"),
-        _n("at_time", "TIMESTAMPTZ", "when it starts (event time)"),
-        _c("until_time", "TIMESTAMPTZ", "when it ends (NULL: until the next moment)"),
-        _n("title", "VARCHAR", "title shown on the timeline"),
-        _c("topic", "VARCHAR", "topic id"),
-        _c("description", "VARCHAR", "longer text"),
-    ),
-    ("event_id", "moment_id"),
-)
-ANNOTATIONS = Table(
-    "annotations",
-    (
-        _n("annotation_id", "VARCHAR", "the note's id"),
-        _c("event_id", "VARCHAR", "event file id"),
-        _c("run_id", "VARCHAR", "run (NULL: every run of the event)"),
-        _n("at_time", "TIMESTAMPTZ", "event time the note is pinned to"),
-        _n("text", "VARCHAR", "the note"),
-        _n("author", "VARCHAR", "who wrote it"),
-        _n("created_at", "TIMESTAMPTZ", "when it was written"),
-    ),
-    ("annotation_id",),
-)
-KAFKA_OFFSETS = Table(
-    "kafka_offsets",
-    (
-        _n("consumer_group", "VARCHAR", "the sink's consumer group", fill="$group"),
-        _n("topic", "VARCHAR", "topic"),
-        _n("partition", "INTEGER", "partition"),
-        _n("next_offset", "BIGINT", "the first offset NOT yet stored"),
-        _n("updated_at", "TIMESTAMPTZ", "commit time", fill="now()"),
-    ),
-    ("consumer_group", "topic", "partition"),
-)
-SINK_REJECTS = Table(
-    "sink_rejects",
-    (
-        _n("topic", "VARCHAR", "topic"),
-        _n("partition", "INTEGER", "partition"),
-        _n("kafka_offset", "BIGINT", "offset"),
-        _n("reason", "VARCHAR", "why it was rejected"),
-        _c("raw", "BLOB", "the value exactly as it came off Kafka"),
-        _n("rejected_at", "TIMESTAMPTZ", "when", fill="now()"),
-    ),
-    ("topic", "partition", "kafka_offset"),
-)
-DEAD_LETTERS = Table(
-    "dead_letters",
-    (
-        _n("dlq_partition", "INTEGER", "partition in `posts.dlq`"),
-        _n("dlq_offset", "BIGINT", "offset in `posts.dlq`"),
-        _n("reason", "VARCHAR", "the worker's reason"),
-        _n("reason_kind", "VARCHAR", "the reason's words before the first `:` (for counting)"),
-        _c("source_topic", "VARCHAR", "where the record was read"),
-        _c("source_partition", "INTEGER", "where the record was read"),
-        _c("source_offset", "BIGINT", "where the record was read"),
-        _n("truncated", "BOOLEAN", "`raw` holds only the first 64 KiB"),
-        _n("original_size", "BIGINT", "size of the whole record in bytes"),
-        _c("original_sha256", "VARCHAR", "SHA-256 of the whole record (when truncated)"),
-        _c("key", "BLOB", "the record's key"),
-        _c("raw", "BLOB", "the record's bytes (or their first 64 KiB)"),
-        _c("dead_at", "TIMESTAMPTZ", "when the worker dead-lettered it"),
-        _n("stored_at", "TIMESTAMPTZ", NOW_STORED, fill="now()"),
-    ),
-    ("dlq_partition", "dlq_offset"),
-)
-SINK_STATS = Table(
-    "sink_stats",
-    (
-        _n("consumer_group", "VARCHAR", "the sink's consumer group"),
-        _c("pid", "INTEGER", "current sink process"),
-        _c("started_at", "TIMESTAMPTZ", "when the current sink process started"),
-        _n("batches", "BIGINT", "batches stored"),
-        _n("records", "BIGINT", "Kafka records consumed (all topics)"),
-        _n("rows_written", "BIGINT", "new posts stored"),
-        _n("duplicates", "BIGINT", "scored posts already stored (ignored)"),
-        _n("annotations", "BIGINT", "annotations stored"),
-        _n("rejects", "BIGINT", "records rejected"),
-        _c("last_batch_records", "INTEGER", "records in the last batch"),
-        _c("last_batch_rows", "INTEGER", "new posts in the last batch"),
-        _c("last_batch_latency_ms", "DOUBLE", "decode + build + one transaction"),
-        _c("last_e2e_latency_ms", "DOUBLE", "mean stored_at - received_at of the last batch"),
-        _c("lag", "BIGINT", "records behind the end of the topics (when known)"),
-        _c("last_batch_at", "TIMESTAMPTZ", "when the last batch was stored"),
-    ),
-    ("consumer_group",),
-)
-SCHEMA_INFO = Table(
-    "schema_info",
-    (
-        _n("key", "VARCHAR", "`schema_version`"),
-        _c("value", "VARCHAR", "its value"),
-    ),
-    ("key",),
-)
+RUNS = table("""
+runs (run_id)
+    run_id         VARCHAR!      | the run (one pass over an event)
+    event_id       VARCHAR!      | event file id
+    source         VARCHAR       | source of the run's latest post
+    model_version  VARCHAR       | model of the run's latest scored post
+    replay_of      VARCHAR       | the original run when `source` is `replay:<RUN>`, else NULL
+    first_seen_at  TIMESTAMPTZ!  | wall-clock time the sink first stored a post
+    last_seen_at   TIMESTAMPTZ!  | wall-clock time the sink last stored a post
+""")
+POSTS = table("""
+posts (run_id, post_id)
+    run_id       VARCHAR!      | the run (one pass over an event)
+    post_id      VARCHAR!      | the post's id (unique within a run)
+    event_id     VARCHAR!      | event file id (`stream/events/<id>.yaml`)
+    event_time   TIMESTAMPTZ!  | when it was posted (event time, UTC)
+    minute       TIMESTAMPTZ!  | `event_time` truncated to the minute (charts group by it)
+    author_id    VARCHAR!      | author
+    text         VARCHAR!      | post text
+    lang         VARCHAR       | language code
+    repost_of    VARCHAR       | id of the reposted post, if any
+    reply_to     VARCHAR       | id of the replied-to post, if any
+    source       VARCHAR       | who produced it: `simulator`, `file:…`, `replay:<RUN>`
+    raw          JSON!         | the post as validated by the worker (`swingdial replay` reads it)
+    truth        JSON          | simulator ground truth (never read by the scorer)
+    received_at  TIMESTAMPTZ   | when the worker took the post from Kafka
+""")
+AUTHORS = table("""
+authors (run_id, author_id)
+    run_id           VARCHAR!                   | the run (one pass over an event)
+    author_id        VARCHAR!                   | author
+    handle           VARCHAR!                   | handle on the latest post
+    bio              VARCHAR                    | profile text on the latest post
+    followers        BIGINT                     | follower count on the latest post
+    cohort           VARCHAR!                   | cohort called on the latest post (event time)
+    cohort_evidence  VARCHAR[]                  | why: the evidence behind that call
+    posts_seen       BIGINT! = n                | stored (de-duplicated) posts of the author
+    updated_at       TIMESTAMPTZ! = event_time  | `event_time` of that latest post
+""")
+SCORES = table("""
+scores (run_id, post_id)
+    run_id         VARCHAR!              | the run (one pass over an event)
+    post_id        VARCHAR!              | the post's id (unique within a run)
+    event_time     TIMESTAMPTZ!          | when it was posted (event time, UTC)
+    minute         TIMESTAMPTZ!          | `event_time` truncated to the minute (charts group by it)
+    author_id      VARCHAR!              | author
+    cohort         VARCHAR!              | cohort called on this post (`models/COHORTS.md`)
+    sentiment      VARCHAR!              | top sentiment label
+    p_negative     FLOAT!                | probability of negative
+    p_neutral      FLOAT!                | probability of neutral
+    p_positive     FLOAT!                | probability of positive
+    net_sentiment  FLOAT!                | `p_positive - p_negative`, in [-1, 1]
+    emotion        VARCHAR               | top emotion label (NULL if the model has none)
+    topic          VARCHAR               | top topic label (NULL if the model has none)
+    model_version  VARCHAR!              | model, runtime and precision that scored it
+    received_at    TIMESTAMPTZ           | when the worker took the post from Kafka
+    scored_at      TIMESTAMPTZ!          | when the worker scored it
+    stored_at      TIMESTAMPTZ! = now()  | when the sink committed it
+""")
+STANCES = table("""
+stances (run_id, post_id, target)
+    run_id      VARCHAR!      | the run (one pass over an event)
+    post_id     VARCHAR!      | the post's id (unique within a run)
+    target      VARCHAR!      | stance target, e.g. `Donald Trump`
+    minute      TIMESTAMPTZ!  | `event_time` truncated to the minute (charts group by it)
+    cohort      VARCHAR!      | cohort called on this post (`models/COHORTS.md`)
+    label       VARCHAR!      | favor / against / none
+    p_favor     FLOAT!        | probability of favor
+    p_against   FLOAT!        | probability of against
+    p_none      FLOAT!        | probability of none
+    net_stance  FLOAT!        | `p_favor - p_against`, in [-1, 1]
+""")
+MOMENTS = table("""
+moments (event_id, moment_id)
+    event_id     VARCHAR!      | event file id
+    moment_id    VARCHAR!      | the moment's id in the event file
+    at_time      TIMESTAMPTZ!  | when it starts (event time)
+    until_time   TIMESTAMPTZ   | when it ends (NULL: until the next moment)
+    title        VARCHAR!      | title shown on the timeline
+    topic        VARCHAR       | topic id
+    description  VARCHAR       | longer text
+""")
+ANNOTATIONS = table("""
+annotations (annotation_id)
+    annotation_id  VARCHAR!      | the note's id
+    event_id       VARCHAR       | event file id
+    run_id         VARCHAR       | run (NULL: every run of the event)
+    at_time        TIMESTAMPTZ!  | event time the note is pinned to
+    text           VARCHAR!      | the note
+    author         VARCHAR!      | who wrote it
+    created_at     TIMESTAMPTZ!  | when it was written
+""")
+KAFKA_OFFSETS = table("""
+kafka_offsets (consumer_group, topic, partition)
+    consumer_group  VARCHAR! = $group     | the sink's consumer group
+    topic           VARCHAR!              | topic
+    partition       INTEGER!              | partition
+    next_offset     BIGINT!               | the first offset NOT yet stored
+    updated_at      TIMESTAMPTZ! = now()  | commit time
+""")
+SINK_REJECTS = table("""
+sink_rejects (topic, partition, kafka_offset)
+    topic         VARCHAR!              | topic
+    partition     INTEGER!              | partition
+    kafka_offset  BIGINT!               | offset
+    reason        VARCHAR!              | why it was rejected
+    raw           BLOB                  | the value exactly as it came off Kafka
+    rejected_at   TIMESTAMPTZ! = now()  | when
+""")
+DEAD_LETTERS = table("""
+dead_letters (dlq_partition, dlq_offset)
+    dlq_partition     INTEGER!              | partition in `posts.dlq`
+    dlq_offset        BIGINT!               | offset in `posts.dlq`
+    reason            VARCHAR!              | the worker's reason
+    reason_kind       VARCHAR!              | the reason's words before the first `:` (for counting)
+    source_topic      VARCHAR               | where the record was read
+    source_partition  INTEGER               | where the record was read
+    source_offset     BIGINT                | where the record was read
+    truncated         BOOLEAN!              | `raw` holds only the first 64 KiB
+    original_size     BIGINT!               | size of the whole record in bytes
+    original_sha256   VARCHAR               | SHA-256 of the whole record (when truncated)
+    key               BLOB                  | the record's key
+    raw               BLOB                  | the record's bytes (or their first 64 KiB)
+    dead_at           TIMESTAMPTZ           | when the worker dead-lettered it
+    stored_at         TIMESTAMPTZ! = now()  | when the sink stored it
+""")
+SINK_STATS = table("""
+sink_stats (consumer_group)
+    consumer_group         VARCHAR!     | the sink's consumer group
+    pid                    INTEGER      | current sink process
+    started_at             TIMESTAMPTZ  | when the current sink process started
+    batches                BIGINT!      | batches stored
+    records                BIGINT!      | Kafka records consumed (all topics)
+    rows_written           BIGINT!      | new posts stored
+    duplicates             BIGINT!      | scored posts already stored (ignored)
+    annotations            BIGINT!      | annotations stored
+    rejects                BIGINT!      | records rejected
+    last_batch_records     INTEGER      | records in the last batch
+    last_batch_rows        INTEGER      | new posts in the last batch
+    last_batch_latency_ms  DOUBLE       | decode + build + one transaction
+    last_e2e_latency_ms    DOUBLE       | mean stored_at - received_at of the last batch
+    lag                    BIGINT       | records behind the end of the topics (when known)
+    last_batch_at          TIMESTAMPTZ  | when the last batch was stored
+""")
+SCHEMA_INFO = table("""
+schema_info (key)
+    key    VARCHAR!  | `schema_version`
+    value  VARCHAR   | its value
+""")
 
 TABLES: tuple[Table, ...] = (
     RUNS,
