@@ -705,17 +705,17 @@ def page(query: queries.Query, choice: dict) -> None:
     )
     moment_legend(in_window(moments, "at_time", f), marks)
 
+    # The secondary charts: no title, legend or click selection (the dial has them).
+    secondary = {
+        "title": "",
+        "selectable": False,
+        "legend": False,
+        "playhead": playhead,
+        "domain": domain,
+    }
     st.subheader("Mood: net sentiment by cohort")
     mood = charts.dial_chart(
-        lines,
-        marks,
-        title="",
-        y_title="net sentiment (pos - neg)",
-        height=320,
-        selectable=False,
-        legend=False,
-        playhead=playhead,
-        domain=domain,
+        lines, marks, y_title="net sentiment (pos - neg)", height=320, **secondary
     )
     st.altair_chart(mood, width="stretch", key="mood")
     st.caption(
@@ -731,14 +731,7 @@ def page(query: queries.Query, choice: dict) -> None:
             col.markdown(f"**{target}**")
             col.altair_chart(
                 charts.approval_chart(
-                    all_approval[all_approval["target"] == target],
-                    marks,
-                    title="",
-                    height=280,
-                    selectable=False,
-                    legend=False,
-                    playhead=playhead,
-                    domain=domain,
+                    all_approval[all_approval["target"] == target], marks, height=280, **secondary
                 ),
                 width="stretch",
             )

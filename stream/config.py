@@ -353,18 +353,9 @@ class Settings(BaseSettings):
 
     def scorer_config(self) -> ScorerConfig:
         """What ``models.scorer.load_scorer`` needs from these settings."""
-        score = self.score
-        return ScorerConfig(
-            targets=tuple(self.targets),
-            precision=score.precision,
-            cache_size=score.cache_size,
-            cache_bytes=score.cache_bytes,
-            threads=score.threads,
-            chunk_size=score.chunk_size,
-            runtime_dir=score.runtime_dir,
-            hf_model=score.hf_model,
-            allow_hub_download=score.allow_hub_download,
-        )
+        # The score section holds exactly ScorerConfig's fields (plus the stub switch).
+        fields = self.score.model_dump(exclude={"stub"})
+        return ScorerConfig(targets=tuple(self.targets), **fields)
 
     @property
     def db_path(self) -> Path:
