@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -706,7 +707,7 @@ def page(query: queries.Query, choice: dict) -> None:
     moment_legend(in_window(moments, "at_time", f), marks)
 
     # The secondary charts: no title, legend or click selection (the dial has them).
-    secondary = {
+    secondary: dict[str, Any] = {
         "title": "",
         "selectable": False,
         "legend": False,
