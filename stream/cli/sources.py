@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO
@@ -88,6 +88,18 @@ def _deliver_to(
     return counts
 
 
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+
+def dry_run_option(pacing: str = "") -> Callable:
+    """``--dry-run FILE``: the records as JSONL instead of Kafka (both sources have it)."""
+    return click.option(
+        "--dry-run",
+        metavar="FILE.jsonl",
+        help=f"Write the records to FILE ('-' for stdout) instead of Kafka{pacing}.",
+    )
+
+
 @click.command("simulate")
 @click.option(
     "--event", default="trump-musk-2024", show_default=True, help="Event id or YAML path."
@@ -101,32 +113,11 @@ def _deliver_to(
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same posts.")
 @click.option("--max-posts", type=click.IntRange(min=1), help="Stop after this many records.")
-@click.option(
-    "--from-min",
-    "from_min",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    help="Start this many event minutes in.",
-)
-@click.option(
-    "--to-min",
-    "to_min",
-    type=click.FloatRange(min=0),
-    help="Stop at this event minute (default: the end of the tail).",
-)
-@click.option(
-    "--rate-scale",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Multiply the volume (load tests).",
-)
+@click.option("--from-min", type=click.FloatRange(min=0), default=0.0, help="Start minute.")
+@click.option("--to-min", type=click.FloatRange(min=0), help="Stop minute (default: the end).")
+@click.option("--rate-scale", type=POSITIVE, default=1.0, help="Multiply the volume (load tests).")
 @click.option("--run-id", help="Run id (default: <event>-<UTC time>-<hex>).")
-@click.option(
-    "--dry-run",
-    metavar="FILE.jsonl",
-    help="Write the records to FILE ('-' for stdout) instead of Kafka, without pacing.",
-)
+@dry_run_option(", without pacing")
 def simulate_command(
     event: str,
     speed: float,
@@ -187,16 +178,16 @@ def simulate_command(
     type=click.Choice(["jsonl", "csv", "tsv"]),
     help="File format (default: from the extension; .gz is read too).",
 )
-@click.option("--id-col", help="Post id column (default: id, id_str, post_id, ...).")
-@click.option("--text-col", help="Text column (default: text, full_text, content, ...).")
-@click.option("--time-col", help="Time column (default: created_at, timestamp, time, ...).")
-@click.option("--author-col", help="Author id column (default: author_id, user_id, ...).")
-@click.option("--handle-col", help="Author handle column (default: username, screen_name, ...).")
-@click.option("--bio-col", help="Author bio column (default: author_bio, bio, description).")
-@click.option("--followers-col", help="Follower count column (default: followers_count, ...).")
-@click.option("--lang-col", help="Language column (default: lang).")
-@click.option("--repost-col", help="Reposted post id column (default: repost_of, ...).")
-@click.option("--reply-col", help="Replied-to post id column (default: reply_to, ...).")
+@click.option("--id-col", "id", help="Post id column (default: id, id_str, post_id, ...).")
+@click.option("--text-col", "text", help="Text column (default: text, full_text, content, ...).")
+@click.option("--time-col", "time", help="Time column (default: created_at, timestamp, ...).")
+@click.option("--author-col", "author_id", help="Author id column (default: author_id, ...).")
+@click.option("--handle-col", "handle", help="Author handle column (default: username, ...).")
+@click.option("--bio-col", "bio", help="Author bio column (default: author_bio, bio, ...).")
+@click.option("--followers-col", "followers", help="Follower count column (followers_count).")
+@click.option("--lang-col", "lang", help="Language column (default: lang).")
+@click.option("--repost-col", "repost_of", help="Reposted post id column (default: repost_of).")
+@click.option("--reply-col", "reply_to", help="Replied-to post id column (default: reply_to).")
 @click.option(
     "--event-id", default="ingest", show_default=True, help="event_id for rows without one."
 )
@@ -205,34 +196,12 @@ def simulate_command(
     "--override-ids", is_flag=True, help="Use --event-id/--run-id even where rows have their own."
 )
 @click.option("--realtime", is_flag=True, help="Pace by the posts' own timestamps.")
-@click.option(
-    "--speed",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="With --realtime: post-time seconds per wall second.",
-)
-@click.option(
-    "--strict", is_flag=True, help="Stop at the first bad row instead of sending it on to the DLQ."
-)
-@click.option(
-    "--dry-run",
-    metavar="FILE.jsonl",
-    help="Write the records to FILE ('-' for stdout) instead of Kafka.",
-)
+@click.option("--speed", type=POSITIVE, default=1.0, help="With --realtime: post s per wall s.")
+@click.option("--strict", is_flag=True, help="Stop at the first bad row (no DLQ).")
+@dry_run_option()
 def ingest_command(
     path: Path,
     fmt: str | None,
-    id_col: str | None,
-    text_col: str | None,
-    time_col: str | None,
-    author_col: str | None,
-    handle_col: str | None,
-    bio_col: str | None,
-    followers_col: str | None,
-    lang_col: str | None,
-    repost_col: str | None,
-    reply_col: str | None,
     event_id: str,
     run_id: str | None,
     override_ids: bool,
@@ -240,6 +209,7 @@ def ingest_command(
     speed: float,
     strict: bool,
     dry_run: str | None,
+    **column_names: str | None,
 ) -> None:
     """Send real posts from a JSONL or CSV file to Kafka.
 
@@ -266,18 +236,7 @@ def ingest_command(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
-    columns = ColumnMap(
-        id=id_col,
-        text=text_col,
-        time=time_col,
-        author_id=author_col,
-        handle=handle_col,
-        bio=bio_col,
-        followers=followers_col,
-        lang=lang_col,
-        repost_of=repost_col,
-        reply_to=reply_col,
-    )
+    columns = ColumnMap(**column_names)  # the --*-col options, named as its fields
     run_id = run_id or new_run_id(event_id)
     records = ingest(
         path,
