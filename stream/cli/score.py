@@ -34,22 +34,14 @@ def _read_lines(handle: IO[str]) -> Iterator[tuple[int, dict | None, str]]:
             yield number, record, ""
 
 
+JSONL_FILE = click.Path(dir_okay=False, allow_dash=True)
+
+
 @click.command("score")
 @click.option(
-    "--input",
-    "input_path",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    required=True,
-    help="JSONL with at least `id` and `text` per line ('-' for stdin).",
+    "--input", "input_path", type=JSONL_FILE, required=True, help="{id, text} JSONL ('-': stdin)"
 )
-@click.option(
-    "--output",
-    "output_path",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    default="-",
-    show_default=True,
-    help="Where to write scored JSONL ('-' for stdout).",
-)
+@click.option("--output", "output_path", type=JSONL_FILE, default="-", help="JSONL ('-': stdout).")
 @click.option(
     "--targets",
     default=None,
