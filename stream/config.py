@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         default_factory=default_runtime_dir,
         description="Cache of exported ONNX encoders and the precision probe (rebuildable).",
     )
+    model_dir: Path | None = Field(
+        None,
+        description="Where `swingdial models train` and `models promote` write models "
+        "(default: <home>/models); the scorer loads the model there if it holds one, else the "
+        "read-only default shipped in the package.",
+    )
     score_cache_size: int = Field(50_000, ge=0, description="Outputs cached by text (LRU).")
     score_cache_bytes: int = Field(
         256 * 2**20, ge=0, description="Bound of that cache in bytes (texts + outputs)."
@@ -249,9 +255,15 @@ class Settings(BaseSettings):
             threads=self.torch_threads,
             chunk_size=self.score_chunk_size,
             runtime_dir=self.score_runtime_dir,
+            model_dir=self.model_path,
             hf_model=self.hf_model,
             allow_hub_download=self.allow_hub_download,
         )
+
+    @property
+    def model_path(self) -> Path:
+        """The model directory (trained and promoted models), set or default."""
+        return self.model_dir or self.home / "models"
 
     @property
     def db_path(self) -> Path:
