@@ -6,20 +6,19 @@ the later year's (the out-of-time dev set has more neutral posts than the traini
 The approval dial uses these probabilities, so they are applied wherever logits become
 probabilities (:func:`calibrate`, called by the scorer and the evaluation).
 
-Parameters live in ``calibration.json`` next to the other artifacts:
+Parameters live in ``calibration.json`` next to the other artifacts
+(:func:`models.artifact_store.read_calibration`):
 ``{"sentiment": {"temperature": 1.3, "bias": [..]}, "stance": {"temperature": ..}, ...}``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-CALIBRATION_FILE = "calibration.json"
 ECE_BINS = 15
 
 
@@ -39,12 +38,6 @@ def calibrate(head: str, logits: np.ndarray, params: dict | None) -> np.ndarray:
     if p.get("bias") is not None:
         z = z + np.asarray(p["bias"], dtype=np.float64)
     return softmax(z)
-
-
-def read_calibration(directory: Path) -> dict:
-    """The artifacts' calibration parameters ({} when the run has none: plain softmax)."""
-    path = Path(directory) / CALIBRATION_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def fit(logits: np.ndarray, y: np.ndarray, *, bias: bool = False, balanced: bool = False) -> dict:

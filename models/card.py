@@ -5,7 +5,6 @@ python -m models.card          # rewrite the block between the metrics markers
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from models.paths import ARTIFACTS_DIR
@@ -213,12 +212,13 @@ def _calibration_table(report: dict, params: dict) -> list[str]:
 
 def rendered_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> str:
     """The card's text with its metrics block rendered from the artifacts."""
-    from models.calibration import read_calibration
-    from models.scorer import model_version, read_meta
+    from models.artifact_store import read_calibration, read_manifest, read_metrics
+    from models.scorer import model_version
 
-    meta = read_meta(directory)
-    metrics = json.loads((directory / "metrics.json").read_text())
-    block = render(metrics, meta, model_version(directory, meta), read_calibration(directory))
+    meta = read_manifest(directory)
+    block = render(
+        read_metrics(directory), meta, model_version(directory, meta), read_calibration(directory)
+    )
     head, _, rest = card.read_text().partition(START)
     _, _, tail = rest.partition(END)
     return f"{head}{START}\n{block}\n{END}{tail}"

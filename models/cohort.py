@@ -17,7 +17,6 @@ the cohort only when it is confident. Everyone without positive evidence stays
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -26,9 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from models.paths import ARTIFACTS_DIR
+from models.artifact_store import PACKAGED_DIR, read_confusion
 
-CONFUSION_PATH = ARTIFACTS_DIR / "cohort_confusion.json"
 NOTE_PATH = Path(__file__).resolve().parent / "COHORTS.md"  # "How cohorts are assigned"
 
 MODERATE, LEAN_LEFT, LEAN_RIGHT = "moderate", "lean_left", "lean_right"
@@ -306,9 +304,9 @@ class Confusion:
 
 
 @lru_cache(maxsize=4)
-def load_confusion(path: Path = CONFUSION_PATH) -> Confusion:
-    """The matrix measured by ``python -m models.cohort_confusion`` (shipped in artifacts)."""
-    return Confusion.from_counts(json.loads(Path(path).read_text()))
+def load_confusion(directory: Path = PACKAGED_DIR) -> Confusion:
+    """The matrix measured by ``python -m models.cohort_confusion`` for the shipped model."""
+    return Confusion.from_counts(read_confusion(directory))
 
 
 def posterior(

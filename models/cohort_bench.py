@@ -24,7 +24,6 @@ same recipe with 9-20 and 21-40 posts per author shows how much history a call n
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 from collections import Counter
@@ -275,13 +274,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     result = benchmark(args.data, args.authors, args.seed)
     print(render(result))
     if args.write:
+        from models.artifact_store import PACKAGED_DIR, update_metrics
         from models.card import update_card
-        from models.paths import ARTIFACTS_DIR
 
-        path = ARTIFACTS_DIR / "metrics.json"
-        metrics = json.loads(path.read_text())
-        metrics["cohort_benchmark"] = result
-        path.write_text(json.dumps(metrics, indent=2) + "\n")
+        path = update_metrics(PACKAGED_DIR, {"cohort_benchmark": result})
         update_card()
         print(f"wrote cohort_benchmark to {path} and the model card")
 

@@ -5,7 +5,8 @@ python -m models.cohort_confusion     # score the validation tweets, write the J
 The cohort posterior (:func:`models.cohort.posterior`) reads a post's favor/against calls
 *through* this matrix: how often the shipped model says favor/against/nothing when a tweet
 truly favors a target, opposes it, or takes no stance on it. It is measured once with the
-shipped model and stored in ``models/artifacts/cohort_confusion.json`` with its provenance.
+shipped model and stored next to it (``models/artifacts/cohort_confusion.json``) with its
+provenance.
 
 Data (validation splits in ``settings.shared_data``, never copied into the repo), split in
 two halves by a hash of the text so the synthetic-author benchmark
@@ -32,9 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.cohort import CONFUSION_PATH, MIN_CONFIDENCE, stance_call
+from models.artifact_store import PACKAGED_DIR, write_confusion
+from models.cohort import MIN_CONFIDENCE, stance_call
 from models.data import read_jsonl
-from models.paths import ARTIFACTS_DIR, DEFAULT_SHARED_DATA
+from models.paths import DEFAULT_SHARED_DATA
 
 CANDIDATES: tuple[str, ...] = ("Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton")
 PSTANCE_CANDIDATES = CANDIDATES[:3]
@@ -82,7 +84,7 @@ def score_stance(
     """
     from models.scorer import model_version
 
-    version = model_version(ARTIFACTS_DIR)
+    version = model_version(PACKAGED_DIR)
     path = cache_dir / f"{version}-{PRECISION}.json"
     cache: dict[str, dict[str, dict[str, Any]]] = (
         json.loads(path.read_text()) if path.exists() else {}
@@ -93,7 +95,7 @@ def score_stance(
     if missing:
         from models.scorer import load_scorer
 
-        scorer = load_scorer(targets=list(targets), precision=PRECISION)
+        scorer = load_scorer(targets=list(targets), artifacts=PACKAGED_DIR, precision=PRECISION)
         for text, out in zip(missing, scorer.score_texts(missing), strict=True):
             cache.setdefault(_key(text), {}).update(out["stance"])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,7 @@ def build_artifact(root: Path | str) -> dict[str, Any]:
         "about": "Counts of the stance model's calls (columns) per true stance (rows) and "
         "target; read by models.cohort.posterior. Targets not listed use 'pooled'.",
         "command": "python -m models.cohort_confusion",
-        "model_version": f"{model_version(ARTIFACTS_DIR)}+{PRECISION}",
+        "model_version": f"{model_version(PACKAGED_DIR)}+{PRECISION}",
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d"),
         "call_rule": f"favor/against with probability >= {MIN_CONFIDENCE}, else none",
         "data": {
@@ -163,13 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Measure the stance confusion matrix.")
     parser.add_argument("--data", type=Path, default=DEFAULT_SHARED_DATA)
     artifact = build_artifact(parser.parse_args(argv).data)
-    CONFUSION_PATH.write_text(json.dumps(artifact, indent=1) + "\n")
+    path = write_confusion(PACKAGED_DIR, artifact)
     for target, per in {**artifact["targets"], "pooled": artifact["pooled"]}.items():
         cells = "; ".join(
             f"{truth}: " + " ".join(f"{p[0]}{row[p]}" for p in LABELS) for truth, row in per.items()
         )
         print(f"{target:16} {cells}")
-    print(f"wrote {CONFUSION_PATH}")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class ScorerConfig:
     threads: int = 0  # 0: the runtime's default (all cores)
     chunk_size: int = 32  # texts per encoder call, after sorting a batch by token length
     runtime_dir: Path = field(default_factory=default_runtime_dir)  # exports + probe cache
+    # Trained / promoted models; used when it holds one, else the packaged default
+    # (models.artifact_store.resolve). None: always the packaged default.
+    model_dir: Path | None = None
     hf_model: str | None = None  # opt-in Hugging Face sentiment classifier
     allow_hub_download: bool = False
 

@@ -1,17 +1,17 @@
 """The shared sentence encoder: all-MiniLM-L6-v2 with mean pooling, plus optional LoRA.
 
 One forward pass per text gives the pooled, L2-normalised embedding that feeds every head
-(sentiment, stance, emotion, topic). LoRA adapters are hand-written (no extra dependency):
-a low-rank update ``B @ A`` added to the frozen attention and feed-forward projections, so
-the repository only keeps the adapters (~1 MB), never a copy of the encoder.
+(sentiment, stance, emotion, topic). LoRA comes from peft: a low-rank update ``B @ A`` added
+to the frozen attention and feed-forward projections, so the repository only keeps the
+adapters (~0.7 MB, peft's standard format), never a copy of the encoder.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,71 +42,61 @@ def _offline_env() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-class LoRALinear(nn.Module):
-    """``base(x) + scale * B(A(dropout(x)))`` with the base layer frozen.
+def lora_config(rank: int, alpha: float, dropout: float = 0.0) -> Any:
+    """peft's LoRA settings for the BERT projections in :data:`LORA_TARGETS`.
 
-    B starts at zero, so an untrained adapter leaves the encoder unchanged.
+    peft matches a target as a whole name or a dotted suffix, so ``output.dense`` covers
+    the feed-forward output and the attention output, and the pooler is left alone. Its
+    default init (A Kaiming-uniform, B zero) and ``scale = alpha / rank`` are the ones the
+    adapters were first trained with.
     """
+    from peft import LoraConfig
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.base = base
-        self.rank = rank
-        self.scale = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        update = (self.dropout(x) @ self.lora_A.t()) @ self.lora_B.t()
-        return self.base(x) + update * self.scale
+    return LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS)
+    )
 
 
-def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0) -> list[str]:
-    """Wrap every target projection of a BERT encoder with :class:`LoRALinear`.
+def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float = 0.0) -> nn.Module:
+    """The BERT encoder wrapped by peft with LoRA adapters (a ``PeftModel``).
 
-    Returns the wrapped module names. Freezes every base parameter.
+    Only the adapters are trainable; B starts at zero, so an untrained adapter leaves the
+    encoder unchanged.
     """
-    for param in model.parameters():
-        param.requires_grad_(False)
-    wrapped: list[str] = []
-    for name, module in list(model.named_modules()):
-        if not isinstance(module, nn.Linear) or not name.endswith(LORA_TARGETS):
-            continue
-        if ".layer." not in f".{name}":
-            continue
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        setattr(parent, child, LoRALinear(module, rank, alpha, dropout))
-        wrapped.append(name)
-    return wrapped
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(rank, alpha, dropout))
 
 
-@torch.no_grad()
-def merge_lora(model: nn.Module) -> int:
+def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base weight (``W + scale * B @ A``) for inference.
 
-    Afterwards the encoder is a plain BERT again: LoRA costs nothing at scoring time.
-    Returns the number of merged layers.
+    Returns the plain BERT encoder (a model without adapters is returned as is): LoRA costs
+    nothing at scoring time.
     """
-    merged = 0
-    for name, module in list(model.named_modules()):
-        if isinstance(module, LoRALinear):
-            module.base.weight += (module.lora_B @ module.lora_A) * module.scale
-            parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name) if parent_name else model, child, module.base)
-            merged += 1
-    return merged
+    from peft import PeftModel
+
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 
 def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only the adapter weights (what the repository keeps)."""
-    return {
-        k: v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if "lora_A" in k or "lora_B" in k
-    }
+    """Only the adapter weights, keyed as peft saves them (what the repository keeps)."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def load_lora(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load adapter weights (peft keys) into a model from :func:`add_lora`; every adapter
+    must be given and nothing else."""
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(model, state)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"LoRA weights do not match the encoder: {(missing + result.unexpected_keys)[:5]}"
+        )
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,11 +128,10 @@ class Encoder(nn.Module):
         self.max_length = max_length
         self.lora_rank = lora_rank
         self.lora_alpha = lora_alpha
+        for param in self.model.parameters():
+            param.requires_grad_(False)
         if lora_rank > 0:
-            add_lora(self.model, lora_rank, lora_alpha, lora_dropout)
-        else:
-            for param in self.model.parameters():
-                param.requires_grad_(False)
+            self.model = add_lora(self.model, lora_rank, lora_alpha, lora_dropout)
         self.dim = int(self.model.config.hidden_size)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -191,14 +180,12 @@ class Encoder(nn.Module):
 
     def merge_lora(self) -> None:
         """Fold the adapters into the weights (inference only; see :func:`merge_lora`)."""
-        merge_lora(self.model)
+        self.model = merge_lora(self.model)
         self.lora_rank = 0
 
     def load_lora(self, state: dict[str, torch.Tensor]) -> None:
-        missing = self.model.load_state_dict(state, strict=False)
-        bad = [k for k in missing.missing_keys if "lora_" in k] + list(missing.unexpected_keys)
-        if bad:
-            raise ValueError(f"LoRA weights do not match the encoder: {bad[:5]}")
+        """Adapter weights as peft keys them (``models.artifact_store.read_adapter``)."""
+        load_lora(self.model, state)
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

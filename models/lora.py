@@ -11,7 +11,6 @@ time budget, so a run finishes when promised.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from models import artifact_store
 from models.cpu import cpu_has_bf16
 from models.data import (
     EMOTION_LABELS,
@@ -37,7 +37,6 @@ from models.data import (
 from models.encoder import Encoder
 from models.evaluate import evaluate
 from models.heads import Heads
-from models.paths import ARTIFACTS_DIR
 from models.train import (
     SOURCE_WEIGHT,
     class_weights,
@@ -89,10 +88,6 @@ def _cycle(items: list, rng: random.Random):
 
 def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     """Fine-tune adapters + heads, write artifacts and metrics to ``out_dir``."""
-    from safetensors.torch import load_file
-
-    from models.scorer import read_meta
-
     cfg.check()
     seed_everything(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -106,12 +101,14 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     warm = Path(cfg.warm_start) if cfg.warm_start else None
     if warm:
         # Frozen heads, or a whole LoRA run (adapters too) to continue training from.
-        meta = read_meta(warm)
-        heads.load_state_dict(load_file(str(warm / "heads.safetensors")))
-        if meta.get("lora"):
-            if int(meta["lora"]["rank"]) != cfg.rank:
-                raise ValueError(f"{warm} has LoRA rank {meta['lora']['rank']}, not {cfg.rank}")
-            encoder.load_lora(load_file(str(warm / "lora.safetensors")))
+        artifact_store.read_manifest(warm)  # a folder without a model is an error
+        heads.load_state_dict(artifact_store.read_heads_state(warm))
+        adapter = artifact_store.read_adapter(warm)
+        if adapter is not None:
+            settings, state = adapter
+            if settings["rank"] != cfg.rank:
+                raise ValueError(f"{warm} has LoRA rank {settings['rank']}, not {cfg.rank}")
+            encoder.load_lora(state)
         log.info("warm-started from %s", warm)
 
     s_texts, s_labels = load_sentiment_train(root, hold_out=cfg.sentiment_hold_out)
@@ -232,12 +229,11 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         "lora_trainable_params": sum(p.numel() for p in lora_params),
     }
     metrics = evaluate(heads, encoder.encode, root)
-    prior = ARTIFACTS_DIR / "metrics.json"
-    if prior.exists():  # keep the frozen leave-one-target-out numbers, clearly labelled
-        old = json.loads(prior.read_text())
-        if "loto" in old:
-            metrics["loto"] = old["loto"]
-            metrics["loto_note"] = old.get("loto_note", "frozen encoder")
+    # Keep the shipped model's frozen leave-one-target-out numbers, clearly labelled.
+    old = artifact_store.read_metrics(artifact_store.PACKAGED_DIR)
+    if "loto" in old:
+        metrics["loto"] = old["loto"]
+        metrics["loto_note"] = old.get("loto_note", "frozen encoder")
     save_artifacts(
         out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=cfg.max_length
     )
@@ -370,7 +366,7 @@ def _save_refit(
     metrics = evaluate(heads, encoder.encode, root)
     info = dict(meta.get("training", {}))
     info[name] = details
-    old = json.loads((artifacts / "metrics.json").read_text())
+    old = artifact_store.read_metrics(artifacts)
     metrics.update({key: old[key] for key in CARRIED_METRICS if key in old})
     save_artifacts(
         out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=encoder.max_length

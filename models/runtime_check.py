@@ -11,18 +11,17 @@ length-sorted chunks on the validation data:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import recall_score
 
+from models.artifact_store import PACKAGED_DIR, artifacts_hash, read_manifest
 from models.config import ScorerConfig
 from models.data import SENTIMENT_LABELS, data_dir, read_jsonl
 from models.evaluate import _predict, evaluate
-from models.paths import ARTIFACTS_DIR
-from models.scorer import RUNTIME_GATE, artifacts_hash, build_encoder, load_heads, read_meta
+from models.scorer import build_encoder, load_heads
 
 MAX_DROP_POINTS = 0.5
 OUT_OF_TIME_ORIGIN = "twitter-2016test"
@@ -43,10 +42,10 @@ def headline_metrics(metrics: dict, out_of_time: float) -> dict[str, float]:
 
 
 def variant_metrics(
-    variant: str, config: ScorerConfig, root: Path, directory: Path = ARTIFACTS_DIR
+    variant: str, config: ScorerConfig, root: Path, directory: Path = PACKAGED_DIR
 ) -> tuple[dict[str, float], np.ndarray]:
     """Headline metrics of one variant, and its out-of-time sentiment labels."""
-    meta = read_meta(directory)
+    meta = read_manifest(directory)
     heads = load_heads(directory, meta)
     encoder = build_encoder(variant, config, directory, meta)
     metrics = evaluate(heads, encoder.encode, root, unrelated_check=False)
@@ -66,7 +65,7 @@ def validate(
     variants: Sequence[str],
     config: ScorerConfig,
     root: Path,
-    directory: Path = ARTIFACTS_DIR,
+    directory: Path = PACKAGED_DIR,
     reference: str = "torch-fp32",
 ) -> dict:
     """Metrics of ``reference`` and each variant, the drops in points, and the verdicts."""
@@ -90,10 +89,3 @@ def validate(
             "out_of_time_label_agreement": round(float(np.mean(pred == ref_pred)), 4),
         }
     return out
-
-
-def write_gate(result: dict, directory: Path = ARTIFACTS_DIR) -> Path:
-    """Store the verdicts next to the artifacts they were measured on."""
-    path = directory / RUNTIME_GATE
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path

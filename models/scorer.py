@@ -8,14 +8,13 @@ a live stream). The encoder runs on the runtime/precision ``config.precision`` n
 (``auto``: the fastest allowed one on this machine, see :mod:`models.runtime`); the model
 version names it (``...+onnx-int8``).
 
-Artifacts (``models/artifacts``): ``model.json`` (labels, settings, training metadata),
-``heads.safetensors``, optional ``lora.safetensors`` (encoder adapters), ``metrics.json``.
+Artifacts: a model folder as :mod:`models.artifact_store` reads and writes it (manifest,
+heads, optional peft LoRA adapters, calibration); which folder:
+:func:`models.artifact_store.resolve` (explicit > ``config.model_dir`` > packaged default).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -25,8 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.artifact_store import (
+    artifacts_hash,
+    read_adapter,
+    read_calibration,
+    read_heads_state,
+    resolve,
+    runtime_gate,
+)
+from models.artifact_store import read_manifest as read_meta
 from models.cache import ScoreCache
-from models.calibration import calibrate, read_calibration
+from models.calibration import calibrate
 from models.config import PRECISION_ALIASES, ScorerConfig
 from models.cpu import cpu_has_bf16
 from models.data import EMOTION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
@@ -46,11 +54,6 @@ from models.runtime import (
 )
 
 log = logging.getLogger(__name__)
-
-ARTIFACT_FILES = ("model.json", "heads.safetensors", "lora.safetensors", "calibration.json")
-# Which reduced-precision variants passed validation against fp32 for these artifacts
-# (written by `swingdial models export --validate`; see models/runtime_check.py).
-RUNTIME_GATE = "runtime.json"
 
 # Used until an event file supplies its own topics: (id, description used for zero-shot).
 DEFAULT_TOPICS: list[tuple[str, str]] = [
@@ -97,17 +100,6 @@ def event_topics(topics: Sequence[Any]) -> list[tuple[str, str]]:
             )
         )
     return out
-
-
-def artifacts_hash(directory: Path) -> str:
-    """Short content hash of the artifacts, part of the version string."""
-    digest = hashlib.sha256()
-    for name in ARTIFACT_FILES:
-        path = directory / name
-        if path.exists():
-            digest.update(name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:8]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -293,15 +285,6 @@ class Scorer:
         return _softmax(np.concatenate([sims, other], axis=1) / TOPIC_TEMPERATURE)
 
 
-def read_meta(directory: Path = ARTIFACTS_DIR) -> dict:
-    path = directory / "model.json"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no trained model in {directory} (model.json missing); run `swingdial models train`"
-        )
-    return json.loads(path.read_text())
-
-
 def model_version(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> str:
     meta = meta or read_meta(directory)
     kind = "lora" if meta.get("lora") else "heads"
@@ -311,11 +294,9 @@ def model_version(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> 
 
 def load_heads(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> Heads:
     """The task heads of an artifacts folder (all the scorer needs besides the encoder)."""
-    from safetensors.torch import load_file
-
     meta = meta or read_meta(directory)
     heads = Heads(hidden=int(meta.get("head_hidden", 256)))
-    heads.load_state_dict(load_file(str(directory / "heads.safetensors")))
+    heads.load_state_dict(read_heads_state(directory))
     return heads.eval()
 
 
@@ -326,31 +307,20 @@ def load_model(
 
     ``merge`` folds the adapters into the weights, so scoring is as fast as the frozen model.
     """
-    from safetensors.torch import load_file
-
     meta = read_meta(directory)
-    lora = meta.get("lora") or {}
+    adapter = read_adapter(directory)
+    settings, state = adapter if adapter else ({"rank": 0, "alpha": 16.0}, None)
     encoder = Encoder(
         max_length=int(meta.get("max_length", 64)),
-        lora_rank=int(lora.get("rank", 0)),
-        lora_alpha=float(lora.get("alpha", 16.0)),
+        lora_rank=settings["rank"],
+        lora_alpha=settings["alpha"],
     )
-    if lora:
-        encoder.load_lora(load_file(str(directory / "lora.safetensors")))
+    if state is not None:
+        encoder.load_lora(state)
         if merge:
             encoder.merge_lora()
     encoder.eval()
     return encoder, load_heads(directory, meta), meta
-
-
-def runtime_gate(directory: Path = ARTIFACTS_DIR) -> dict[str, Any]:
-    """The validation verdicts stored for exactly these artifacts (empty if none or stale)."""
-    path = directory / RUNTIME_GATE
-    try:
-        gate = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return gate if gate.get("artifacts_hash") == artifacts_hash(directory) else {}
 
 
 def allowed_variants(directory: Path = ARTIFACTS_DIR) -> list[str]:
@@ -447,7 +417,8 @@ def load_scorer(
     artifacts: Path | None = None,
     precision: str | None = None,
 ) -> Scorer:
-    """Build the scorer from ``models/artifacts`` (or ``artifacts``), offline by default.
+    """Build the scorer from ``artifacts``, else ``config.model_dir`` if it holds a model,
+    else the packaged default (:func:`models.artifact_store.resolve`); offline by default.
 
     ``config`` is a :class:`ScorerConfig`, or any object with a ``scorer_config()`` method
     (the stream side's settings). ``targets`` defaults to ``config.targets``; ``topics``
@@ -463,7 +434,7 @@ def load_scorer(
         config = ScorerConfig(**{**config.__dict__, "precision": precision})
     if config.threads > 0:
         torch.set_num_threads(config.threads)
-    directory = Path(artifacts or ARTIFACTS_DIR)
+    directory = resolve(artifacts, config.model_dir)
     meta = read_meta(directory)
     variant = choose_variant(config, directory)
     encoder = build_encoder(variant, config, directory, meta)

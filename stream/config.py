@@ -273,6 +273,12 @@ class Settings(BaseSettings):
         description="Stance targets: comma-separated (or a JSON list).",
     )
     duckdb_path: Path | None = None
+    model_dir: Path | None = Field(
+        None,
+        description="Where `swingdial models train` and `models promote` write models "
+        "(default: <home>/models); the scorer loads the model there if it holds one, else the "
+        "read-only default shipped in the package.",
+    )
     shared_data: Path = DEFAULT_SHARED_DATA
     events_dir: Path | None = Field(
         None,
@@ -355,7 +361,12 @@ class Settings(BaseSettings):
         """What ``models.scorer.load_scorer`` needs from these settings."""
         # The score section holds exactly ScorerConfig's fields (plus the stub switch).
         fields = self.score.model_dump(exclude={"stub"})
-        return ScorerConfig(targets=tuple(self.targets), **fields)
+        return ScorerConfig(targets=tuple(self.targets), model_dir=self.model_path, **fields)
+
+    @property
+    def model_path(self) -> Path:
+        """The model directory (trained and promoted models), set or default."""
+        return self.model_dir or self.home / "models"
 
     @property
     def db_path(self) -> Path:

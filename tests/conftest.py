@@ -3,7 +3,10 @@ session starts (resolved by infra/pom.xml) on free loopback ports, and real Duck
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +16,12 @@ import pytest
 
 from stream.config import Settings
 from stream.processes import free_port, isolated, running_broker, spawn
+
+# Tests score with the packaged model, never with one promoted into the developer's
+# $SWINGDIAL_HOME/models (an empty model directory resolves to the packaged default).
+if "SWINGDIAL_MODEL_DIR" not in os.environ:
+    os.environ["SWINGDIAL_MODEL_DIR"] = tempfile.mkdtemp(prefix="swingdial-models-")
+    atexit.register(shutil.rmtree, os.environ["SWINGDIAL_MODEL_DIR"], ignore_errors=True)
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

@@ -8,13 +8,13 @@ import shutil
 import numpy as np
 import pytest
 
+from models.artifact_store import CALIBRATION as CALIBRATION_FILE
+from models.artifact_store import read_calibration
 from models.calibration import (
-    CALIBRATION_FILE,
     calibrate,
     cross_fit,
     ece,
     fit,
-    read_calibration,
     reliability,
     softmax,
 )

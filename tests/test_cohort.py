@@ -11,10 +11,10 @@ import json
 
 import pytest
 
+from models.artifact_store import read_confusion
 from models.cohort import (
     COHORTS,
     CONFIDENT,
-    CONFUSION_PATH,
     MODERATE,
     UNPLACED,
     CohortHistory,
@@ -255,7 +255,7 @@ def test_confusion_artifact_has_provenance_and_matches_the_shipped_model():
     from models.paths import ARTIFACTS_DIR
     from models.scorer import model_version
 
-    data = json.loads(CONFUSION_PATH.read_text())
+    data = read_confusion()
     assert data["command"] == "python -m models.cohort_confusion"
     assert data["model_version"] == f"{model_version(ARTIFACTS_DIR)}+{PRECISION}", (
         "the stance model changed: re-measure with `python -m models.cohort_confusion`"

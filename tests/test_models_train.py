@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from models.data import StanceExample, entity_swap, mentions
-from models.encoder import LoRALinear, add_lora, lora_state_dict, mean_pool, merge_lora
+from models.encoder import add_lora, load_lora, lora_state_dict, mean_pool, merge_lora
 from models.heads import Heads, pair_features
 from models.train import class_weights, fit_simple_head
 
@@ -34,36 +35,144 @@ def tiny_bert():
 
 
 def test_lora_starts_as_identity_and_trains_only_adapters(tiny_bert):
+    from peft import PeftModel
+
     ids = torch.randint(0, 50, (3, 7))
     before = tiny_bert(input_ids=ids).last_hidden_state
-    wrapped = add_lora(tiny_bert, rank=2, alpha=4)
-    assert len(wrapped) == 2 * 6  # q, k, v, attn-out, intermediate, output per layer
-    after = tiny_bert(input_ids=ids).last_hidden_state
+    model = add_lora(tiny_bert, rank=2, alpha=4)
+    assert isinstance(model, PeftModel)
+    adapted = {n for n, m in model.named_modules() if hasattr(m, "lora_A")}
+    assert len(adapted) == 2 * 6  # q, k, v, attn-out, intermediate, output per layer
+    assert not any("pooler" in n for n in adapted)
+    after = model(input_ids=ids).last_hidden_state
     assert torch.allclose(before, after, atol=1e-6)  # B = 0: no change before training
-    trainable = {n for n, p in tiny_bert.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
-    tiny_bert.train()
-    tiny_bert(input_ids=ids).last_hidden_state.sum().backward()
-    layer = tiny_bert.encoder.layer[0].attention.self.query
-    assert isinstance(layer, LoRALinear)
-    assert layer.lora_B.grad is not None and layer.base.weight.grad is None
-    state = lora_state_dict(tiny_bert)
-    assert len(state) == 2 * len(wrapped)
+    model.train()
+    model(input_ids=ids).last_hidden_state.sum().backward()
+    layer = model.base_model.model.encoder.layer[0].attention.self.query
+    assert layer.lora_B["default"].weight.grad is not None
+    assert layer.base_layer.weight.grad is None
+    state = lora_state_dict(model)
+    assert len(state) == 2 * len(adapted)
     assert all("lora_A" in k or "lora_B" in k for k in state)
 
 
-def test_merged_lora_gives_the_same_outputs(tiny_bert):
+def _trained_adapter(tiny_bert, steps: int = 3):
+    """A tiny BERT with LoRA after a few optimiser steps (B no longer zero)."""
+    model = add_lora(tiny_bert, rank=2, alpha=4, dropout=0.1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=0.05)
+    ids = torch.randint(0, 50, (4, 6))
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids).last_hidden_state.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def _fresh_tiny_bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)  # the same base weights as the fixture
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    return BertModel(config).eval()
+
+
+def test_trained_adapters_round_trip_in_peft_standard_format(tiny_bert, tmp_path):
+    from peft import PeftModel
+
+    from models.artifact_store import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter, write_adapter
+
+    torch.manual_seed(1)
+    trained = _trained_adapter(tiny_bert)
+    assert any(v.abs().max() > 0 for k, v in lora_state_dict(trained).items() if "lora_B" in k)
     ids = torch.randint(0, 50, (2, 5))
-    add_lora(tiny_bert, rank=2, alpha=4)
-    for name, param in tiny_bert.named_parameters():
+    with torch.no_grad():
+        want = trained(input_ids=ids).last_hidden_state
+    assert write_adapter(tmp_path, trained) == [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
+
+    settings, state = read_adapter(tmp_path)
+    assert (settings["rank"], settings["alpha"]) == (2, 4.0)
+    assert {t.dtype for t in state.values()} == {torch.float16}  # stored at half size
+    ours = add_lora(_fresh_tiny_bert(), rank=2, alpha=4).eval()
+    load_lora(ours, state)
+    # peft itself loads the folder (the standard format), to the same model
+    theirs = PeftModel.from_pretrained(_fresh_tiny_bert(), str(tmp_path)).eval()
+    with torch.no_grad():
+        got = ours(input_ids=ids).last_hidden_state
+        assert torch.equal(got, theirs(input_ids=ids).last_hidden_state)
+    assert torch.allclose(got, want, atol=1e-3)  # float16 storage rounding only
+
+    with pytest.raises(ValueError, match="do not match"):
+        load_lora(add_lora(_fresh_tiny_bert(), rank=2, alpha=4), {"nonsense.lora_A.weight": 1})
+
+
+def test_merged_lora_gives_the_same_outputs(tiny_bert):
+    from peft.tuners.lora import LoraLayer
+
+    ids = torch.randint(0, 50, (2, 5))
+    model = add_lora(tiny_bert, rank=2, alpha=4)
+    for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.5)  # a trained-looking adapter
     with torch.no_grad():
-        before = tiny_bert(input_ids=ids).last_hidden_state
-        assert merge_lora(tiny_bert) == 12
-        after = tiny_bert(input_ids=ids).last_hidden_state
-    assert not any(isinstance(m, LoRALinear) for m in tiny_bert.modules())
+        before = model(input_ids=ids).last_hidden_state
+        merged = merge_lora(model)
+        after = merged(input_ids=ids).last_hidden_state
+    assert type(merged).__name__ == "BertModel"
+    assert not any(isinstance(m, LoraLayer) for m in merged.modules())
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_a_format_1_folder_loads_and_converts_to_the_same_adapters(tiny_bert, tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    from models.artifact_store import (
+        ADAPTER_CONFIG,
+        ADAPTER_WEIGHTS,
+        LEGACY_LORA,
+        convert_legacy,
+        read_adapter,
+        read_manifest,
+        weight_files,
+    )
+
+    torch.manual_seed(2)
+    state = lora_state_dict(_trained_adapter(tiny_bert))
+    # the hand-written LoRA's keys: the same matrices, named after the wrapped module
+    legacy = {
+        k.removeprefix("base_model.model.").removesuffix(".weight"): v.half().contiguous()
+        for k, v in state.items()
+    }
+    save_file(legacy, str(tmp_path / LEGACY_LORA))
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "heads.safetensors"))
+    (tmp_path / "model.json").write_text(json.dumps({"format": 1, "lora": {"rank": 2, "alpha": 4}}))
+    assert weight_files(tmp_path) == ["heads.safetensors", LEGACY_LORA]
+    _, read = read_adapter(tmp_path)
+    assert set(read) == set(state)
+    assert all(torch.equal(read[k], v.half()) for k, v in state.items())
+
+    assert convert_legacy(tmp_path) is True
+    assert not (tmp_path / LEGACY_LORA).exists()
+    manifest = read_manifest(tmp_path)
+    assert manifest["format"] == 2
+    assert manifest["files"] == ["heads.safetensors", ADAPTER_CONFIG, ADAPTER_WEIGHTS]
+    settings, converted = read_adapter(tmp_path)
+    assert (settings["rank"], settings["alpha"]) == (2, 4.0)
+    assert all(torch.equal(converted[k], read[k]) for k in read)
+    assert convert_legacy(tmp_path) is False  # already format 2
 
 
 def test_mean_pool_ignores_padding():
@@ -200,27 +309,84 @@ def test_held_out_eval_refuses_a_run_that_saw_every_target(tmp_path):
 def test_promote_copies_a_run_and_stores_its_weights_as_float16(tmp_path, monkeypatch):
     from safetensors.torch import load_file, save_file
 
-    import models.paths
     from stream.cli.models import models_group
 
-    run, shipped = tmp_path / "run", tmp_path / "shipped"
-    run.mkdir(), shipped.mkdir()
+    run, model_dir = tmp_path / "run", tmp_path / "models"
+    run.mkdir(), model_dir.mkdir()
     heads = Heads(dim=16, hidden=8)
     save_file(
         {k: v.contiguous() for k, v in heads.state_dict().items()}, str(run / "heads.safetensors")
     )
     (run / "model.json").write_text('{"lora": null}')
     (run / "metrics.json").write_text("{}")
-    (shipped / "lora.safetensors").write_text("stale adapters of the previous model")
-    monkeypatch.setattr(models.paths, "ARTIFACTS_DIR", shipped)
-    result = CliRunner().invoke(models_group, ["promote", str(run)])
+    (model_dir / "model.json").write_text('{"lora": {"rank": 8}}')  # the previous model
+    for stale in ("lora.safetensors", "adapter_model.safetensors", "runtime.json"):
+        (model_dir / stale).write_text("stale files of the previous model")
+    from stream.config import get_settings
+
+    monkeypatch.setenv("SWINGDIAL_MODEL_DIR", str(model_dir))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(models_group, ["promote", str(run)])
+    finally:
+        get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    stored = load_file(str(shipped / "heads.safetensors"))
+    stored = load_file(str(model_dir / "heads.safetensors"))
     assert {t.dtype for t in stored.values()} == {torch.float16}
     for name, value in heads.state_dict().items():
         assert torch.allclose(stored[name].float(), value, atol=1e-3)
-    assert (shipped / "model.json").read_text() == '{"lora": null}'
-    assert not (shipped / "lora.safetensors").exists()  # the new model has no adapters
+    assert (model_dir / "model.json").read_text() == '{"lora": null}'
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "heads.safetensors",
+        "metrics.json",
+        "model.json",
+    ]  # the new model has no adapters, and no verdicts yet
+
+
+def test_promote_refuses_the_packaged_default(tmp_path):
+    from models.artifact_store import PACKAGED_DIR, artifacts_hash
+    from stream.cli.models import models_group
+
+    before = artifacts_hash(PACKAGED_DIR)
+    result = CliRunner().invoke(
+        models_group, ["promote", str(PACKAGED_DIR), "--to", str(PACKAGED_DIR)]
+    )
+    assert result.exit_code == 2 and "read-only" in result.output
+    assert artifacts_hash(PACKAGED_DIR) == before
+
+
+def test_promoted_model_is_what_the_scorer_loads_and_the_package_is_untouched(tmp_path):
+    import shutil
+
+    from models.artifact_store import (
+        PACKAGED_DIR,
+        artifacts_hash,
+        read_manifest,
+        resolve,
+        write_calibration,
+    )
+    from models.config import ScorerConfig
+    from models.scorer import load_scorer
+    from stream.cli.models import models_group
+
+    packaged = {p.name: p.read_bytes() for p in PACKAGED_DIR.iterdir()}
+    run, model_dir = tmp_path / "run", tmp_path / "models"
+    shutil.copytree(PACKAGED_DIR, run)
+    write_calibration(run, {"sentiment": {"temperature": 3.0}})  # a different model
+    config = ScorerConfig(precision="torch-fp32", threads=2, model_dir=model_dir)
+    assert resolve(None, model_dir) == PACKAGED_DIR  # an empty model dir: the default
+    result = CliRunner().invoke(
+        models_group, ["promote", str(run), "--to", str(model_dir)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert resolve(None, model_dir) == model_dir
+    assert resolve(PACKAGED_DIR, model_dir) == PACKAGED_DIR  # explicit wins
+    assert read_manifest(model_dir)["files"] == read_manifest(PACKAGED_DIR)["files"]
+    scorer = load_scorer(config, targets=["Donald Trump"])
+    assert artifacts_hash(model_dir) in scorer.version
+    assert artifacts_hash(model_dir) != artifacts_hash(PACKAGED_DIR)
+    assert scorer.calibration == {"sentiment": {"temperature": 3.0}}
+    assert {p.name: p.read_bytes() for p in PACKAGED_DIR.iterdir()} == packaged
 
 
 def test_continuing_from_a_folder_without_a_model_is_an_error_not_a_fresh_start(tmp_path):
@@ -284,3 +450,39 @@ def test_runs_before_the_hold_out_are_flagged_as_trained_on_the_dev_set():
     assert oot_held_out({"training": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}})  # frozen
     assert not oot_held_out({"training": {"config": {"seed": 13}}})  # an older run
     assert not oot_held_out({"training": {"config": {"sentiment_hold_out": None}}})
+
+
+def test_a_lora_run_saved_and_loaded_gives_the_same_embeddings(tmp_path):
+    """save_artifacts -> load_model on the real encoder, after a training step with peft."""
+    from models.artifact_store import read_manifest, weight_files
+    from models.encoder import Encoder
+    from models.scorer import load_model, model_version
+    from models.train import save_artifacts
+
+    torch.manual_seed(3)
+    encoder = Encoder(max_length=32, lora_rank=2, lora_alpha=4.0, lora_dropout=0.1)
+    heads = Heads(dim=encoder.dim)
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    assert params and all(p.dtype == torch.float32 for p in params)
+    opt = torch.optim.AdamW(params + list(heads.parameters()), lr=0.05)
+    texts = ["the debate was great", "he lied about the economy again", "meh"]
+    encoder.model.train()
+    for _ in range(2):
+        loss = heads.sentiment(encoder.embed_texts(texts)).logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    encoder.model.eval()
+    want = encoder.encode(texts)
+    save_artifacts(tmp_path, heads, encoder=encoder, info={}, metrics={}, max_length=32)
+    assert read_manifest(tmp_path)["lora"] == {"rank": 2, "alpha": 4.0}
+    assert weight_files(tmp_path) == [
+        "heads.safetensors",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    assert model_version(tmp_path).startswith("minilm-l6+lora-")
+    for merge in (False, True):
+        loaded, _, _ = load_model(tmp_path, merge=merge)
+        assert loaded.lora_rank == (0 if merge else 2)
+        np.testing.assert_allclose(loaded.encode(texts), want, atol=2e-3)  # float16 storage

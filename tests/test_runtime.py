@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.artifact_store import RUNTIME_GATE
 from models.config import PRECISIONS, ScorerConfig
 from models.paths import ARTIFACTS_DIR
 from models.runtime import cached_probe, embed_sorted, fastest, pad_chunk, probe_texts
 from models.scorer import (
-    RUNTIME_GATE,
     allowed_variants,
     artifacts_hash,
     build_encoder,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,14 +23,27 @@ def models_group() -> None:
     Examples:
       swingdial models train                 # LoRA multi-task fine-tuning (~40 min, 2 CPUs)
       swingdial models train --method frozen # heads on the frozen encoder (~2 min)
-      swingdial models eval                  # metrics -> models/artifacts/metrics.json
+      swingdial models eval                  # metrics -> <model>/metrics.json
       swingdial models bench --batch 64
       swingdial models export --validate     # ONNX fp32 + int8 encoders, int8 checked
+      swingdial models promote /tmp/lora     # into the model directory
+
+    Models you train or promote live in the model directory (SWINGDIAL_MODEL_DIR, default
+    $SWINGDIAL_HOME/models); commands without --artifacts use the model there, or the
+    read-only default shipped in the package when it holds none.
     """
 
 
 def _data_root(data: Path | None) -> Path:
     return Path(data) if data else get_settings().shared_data
+
+
+def _model(artifacts: Path | None) -> Path:
+    """The model a command works on: --artifacts, else the active one (the model directory
+    if it holds a model, else the packaged default)."""
+    from models.artifact_store import resolve
+
+    return resolve(artifacts, get_settings().model_path)
 
 
 @models_group.command("train")
@@ -47,14 +59,14 @@ def _data_root(data: Path | None) -> Path:
     "--base",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="Artifacts to start from. refit-stance: the run whose stance head is re-fitted "
-    "(default: models/artifacts); lora: frozen heads or a LoRA run to continue training "
+    "(default: the active model); lora: frozen heads or a LoRA run to continue training "
     "(default: from scratch).",
 )
 @click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    help="Artifacts folder (default: models/artifacts).",
+    help="Artifacts folder (default: the model directory, SWINGDIAL_MODEL_DIR).",
 )
 @click.option("--seed", default=13, show_default=True)
 @click.option("--epochs", type=float, default=None, help="Passes over the training mix.")
@@ -150,14 +162,16 @@ def train_command(
     """
     import torch
 
+    from models.artifact_store import is_packaged, read_metrics
     from models.evaluate import evaluate
-    from models.paths import ARTIFACTS_DIR
     from models.train import loto_frozen, save_artifacts, train_frozen
 
     settings = get_settings()
     torch.set_num_threads(threads or settings.score.threads or 2)
     root = _data_root(data)
-    out = Path(out or ARTIFACTS_DIR)
+    out = Path(out or settings.model_path)
+    if is_packaged(out):
+        raise click.BadParameter("the packaged default is read-only", param_hint="--out")
     if method == "frozen":
         cache = cache_dir or settings.home / "cache" / "embeddings"
         heads, embed, info = train_frozen(
@@ -180,14 +194,12 @@ def train_command(
     elif method == "refit-stance":
         from models.lora import refit_stance_head
 
-        metrics = refit_stance_head(
-            Path(base or ARTIFACTS_DIR), root, out, seed=seed, weak_limit=weak_limit or 0
-        )
+        metrics = refit_stance_head(_model(base), root, out, seed=seed, weak_limit=weak_limit or 0)
     elif method == "refit-sentiment":
         from models.lora import refit_sentiment_head
 
         metrics = refit_sentiment_head(
-            Path(base or ARTIFACTS_DIR),
+            _model(base),
             root,
             out,
             seed=seed,
@@ -226,7 +238,7 @@ def train_command(
         if sentiment_limit is not None:
             cfg.sentiment_limit = sentiment_limit
         train_lora(root, out, cfg)
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = read_metrics(out)
     _print_metrics(metrics)
     click.echo(f"artifacts written to {out}")
 
@@ -236,7 +248,7 @@ def train_command(
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder to evaluate (default: models/artifacts).",
+    help="Artifacts folder to evaluate (default: the active model).",
 )
 @click.option(
     "--write/--no-write",
@@ -283,14 +295,13 @@ def eval_command(
     """
     import torch
 
-    from models.calibration import read_calibration
+    from models.artifact_store import read_calibration, read_metrics, write_metrics
     from models.evaluate import evaluate, excluded_targets, oot_held_out
-    from models.paths import ARTIFACTS_DIR
     from models.scorer import load_model, model_version
 
     settings = get_settings()
     torch.set_num_threads(settings.score.threads or 2)
-    directory = Path(artifacts or ARTIFACTS_DIR)
+    directory = _model(artifacts)
     for run in held_out:  # fail before the minutes of evaluation, not after
         try:
             excluded_targets(run)
@@ -316,8 +327,7 @@ def eval_command(
         metrics["simulated_cohorts"] = simulated_cohort_check(
             scorer, event_id, min_posts=settings.worker.cohort_min_posts
         )
-    path = directory / "metrics.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
+    old = read_metrics(directory)
     if held_out:
         from models.evaluate import held_out_metrics
 
@@ -328,7 +338,7 @@ def eval_command(
             "leave-one-target-out: LoRA runs trained without the target (--exclude-target)"
         )
     if write:
-        path.write_text(json.dumps(old | metrics, indent=2) + "\n")
+        path = write_metrics(directory, old | metrics)
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
     else:
@@ -341,12 +351,11 @@ def _dev_sets(directory: Path, encoder, heads, root: Path) -> dict:
     """Dev-set logits of a run, cached by its weights and the data folder (encode once)."""
     import hashlib
 
+    from models.artifact_store import weights_hash
     from models.evaluate import dev_logits, load_dev_logits, save_dev_logits
 
     digest = hashlib.sha256(str(Path(root).resolve()).encode())
-    for name in ("heads.safetensors", "lora.safetensors", "model.json"):
-        if (directory / name).exists():
-            digest.update((directory / name).read_bytes())
+    digest.update(weights_hash(directory).encode())
     cache = get_settings().home / "cache" / "dev-logits" / digest.hexdigest()[:16]
     sets = load_dev_logits(cache)
     if sets is None:
@@ -360,7 +369,7 @@ def _dev_sets(directory: Path, encoder, heads, root: Path) -> dict:
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder to calibrate (default: models/artifacts).",
+    help="Artifacts folder to calibrate (default: the active model).",
 )
 @click.option(
     "--objective",
@@ -385,23 +394,20 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
     """
     import torch
 
-    from models.calibration import CALIBRATION_FILE, reliability_png
+    from models.artifact_store import reliability_path, update_metrics, write_calibration
+    from models.calibration import reliability_png
     from models.evaluate import fit_calibration
-    from models.paths import ARTIFACTS_DIR
     from models.scorer import load_model
 
     torch.set_num_threads(get_settings().score.threads or 2)
-    directory = Path(artifacts or ARTIFACTS_DIR)
+    directory = _model(artifacts)
     encoder, heads, _ = load_model(directory)
     sets = _dev_sets(directory, encoder, heads, _data_root(data))
     params, report = fit_calibration(sets, balanced=objective == "balanced")
-    (directory / CALIBRATION_FILE).write_text(json.dumps(params, indent=2) + "\n")
-    path = directory / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
-    metrics["calibration"] = report
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    written = write_calibration(directory, params)
+    update_metrics(directory, {"calibration": report})
     reliability_png(
-        {head: r["reliability"] for head, r in report.items()}, directory / "reliability.png"
+        {head: r["reliability"] for head, r in report.items()}, reliability_path(directory)
     )
     for head, r in report.items():
         p = params[head]
@@ -415,7 +421,7 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
     click.echo(
         f"sentiment out-of-time, cross-fitted: macro-recall {s['macro_recall']:.3f} ({recall})"
     )
-    click.echo(f"calibration written to {directory / CALIBRATION_FILE}")
+    click.echo(f"calibration written to {written}")
 
 
 @models_group.command("bench")
@@ -424,7 +430,7 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder (default: models/artifacts).",
+    help="Artifacts folder (default: the active model).",
 )
 @click.option(
     "--precision",
@@ -486,7 +492,7 @@ def bench_command(
 @click.option(
     "--artifacts",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder (default: models/artifacts).",
+    help="Artifacts folder (default: the active model).",
 )
 @click.option(
     "--validate",
@@ -506,17 +512,16 @@ def export_command(artifacts: Path | None, validate: bool, data: Path | None) ->
       swingdial models export
       swingdial models export --validate
     """
-    from models.paths import ARTIFACTS_DIR
     from models.scorer import export_runtime
 
     settings = get_settings()
     config = settings.scorer_config()
-    directory = Path(artifacts or ARTIFACTS_DIR)
+    directory = _model(artifacts)
     for variant, path in export_runtime(config, directory).items():
         click.echo(f"{variant}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if validate:
+        from models.artifact_store import write_gate
         from models.runtime_check import validate as check
-        from models.runtime_check import write_gate
 
         result = check(["onnx-fp32", "onnx-int8"], config, _data_root(data), directory)
         for variant, row in result["variants"].items():
@@ -529,32 +534,34 @@ def export_command(artifacts: Path | None, validate: bool, data: Path | None) ->
 
 @models_group.command("promote")
 @click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
-def promote_command(source: Path) -> None:
-    """Copy trained artifacts from another folder into models/artifacts.
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Model directory to promote into (default: SWINGDIAL_MODEL_DIR, $SWINGDIAL_HOME/models).",
+)
+def promote_command(source: Path, target: Path | None) -> None:
+    """Make a trained run the active model: copy it into the model directory.
 
-    Use it after a background run wrote to /tmp and `models eval` looked good. Weights are
-    stored as float16 (half the size; runs written by `models train` already are); run
-    `swingdial models eval` afterwards so the metrics come from the stored files.
+    Use it after a background run wrote to /tmp and `models eval` looked good. The scorer
+    loads the model directory whenever it holds a model (the read-only default shipped in
+    the package is never changed). Weights are stored as float16 (half the size; runs
+    written by `models train` already are); run `swingdial models eval` afterwards so the
+    metrics come from the stored files.
 
     \b
     Example:
       swingdial models promote /tmp/lora
+      swingdial models promote /tmp/lora --to /srv/swingdial/models
     """
-    from safetensors.torch import load_file, save_file
+    from models.artifact_store import copy_model
 
-    from models.paths import ARTIFACTS_DIR
-    from models.scorer import ARTIFACT_FILES
-    from models.train import half_precision
-
-    for name in (*ARTIFACT_FILES, "metrics.json"):
-        target = ARTIFACTS_DIR / name
-        if (source / name).exists() and name.endswith(".safetensors"):
-            save_file(half_precision(load_file(str(source / name))), str(target))
-        elif (source / name).exists():
-            shutil.copy2(source / name, target)
-        elif target.exists():
-            target.unlink()
-    click.echo(f"promoted {source} -> {ARTIFACTS_DIR}")
+    target = Path(target or get_settings().model_path)
+    try:
+        copy_model(source, target)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"promoted {source} -> {target}")
 
 
 def _print_metrics(m: dict) -> None:
