@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     batch_size: int = Field(64, ge=1, le=4096)
     batch_within_s: float = Field(0.5, gt=0)
+    worker_overlap: bool = Field(
+        True,
+        description="Score the next batch while the previous one's outputs are delivered "
+        "(acks still wait for delivery, in order). False: one batch at a time.",
+    )
     worker_web_enabled: bool = Field(
         False, description="faust's web server (it serves the worker's tables); off by default."
     )
