@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -225,3 +225,35 @@ def score_batch(
             out.history[key] = (record.partition, value)
         out.scores.append(OutRecord(key=post.id.encode(), value=scored))
     return out
+
+
+def evictions(history: MutableMapping[str, Any], limit: int) -> list[tuple[str, int]]:
+    """Drop the least recently seen author histories beyond ``limit``; returns (key,
+    partition) of each, for a changelog tombstone. Memory stays bounded over a long event."""
+    dropped = []
+    while len(history) > limit:
+        key = next(iter(history))
+        value = history.pop(key)
+        dropped.append((key, int((value or {}).get("partition", 0))))
+    return dropped
+
+
+def apply_history(
+    history: MutableMapping[str, Any],
+    updates: Mapping[str, tuple[int, dict[str, Any]]],
+    limit: int,
+) -> list[tuple[str, int, dict[str, Any] | None]]:
+    """Store a batch's author-history updates in ``history`` (in place) and return the
+    changelog writes they need: (key, partition, value), value ``None`` for an eviction.
+
+    Called before the next batch is scored, so that batch reads these updates even while
+    this one's changelog writes are still in flight. Re-inserted keys move to the end, so
+    the mapping's order stays least recently seen first.
+    """
+    writes: list[tuple[str, int, dict[str, Any] | None]] = []
+    for key, (partition, value) in updates.items():
+        history.pop(key, None)
+        history[key] = value
+        writes.append((key, partition, value))
+    writes += [(key, partition, None) for key, partition in evictions(history, limit)]
+    return writes

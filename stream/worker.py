@@ -2,39 +2,50 @@
 
 Posts arrive as raw bytes so that a record which is not even JSON can still be forwarded,
 untouched, to the dead-letter topic. Valid posts are scored in micro-batches (one encoder
-pass per batch) on a thread, so the event loop keeps consuming and heart-beating while the
-model works. Offsets are acknowledged only after every output of a batch is delivered:
-a worker killed mid-batch re-scores that batch on restart (at-least-once), and the sink
-stores each post once (it keys on run id + post id).
+pass per batch, in length-sorted chunks) on a thread, so the event loop keeps consuming and
+heart-beating while the model works; with ``settings.worker.overlap`` batch N+1 is scored while
+batch N's outputs are still being delivered (``stream/overlap.py``). Offsets are
+acknowledged only after every output of a batch is delivered, in batch order: a worker
+killed mid-batch re-scores that batch on restart (at-least-once), and the sink stores each
+post once (it keys on run id + post id).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import logging
 import os
 import ssl
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 
 from models.scorer import DEFAULT_TOPICS, Scorer, event_topics, load_scorer
-from stream.batch import BatchOutput, InRecord, score_batch
+from stream.batch import (
+    BatchOutput,
+    InRecord,
+    apply_history,
+    score_batch,
+)
 from stream.config import Settings, secret
 from stream.events import load_event
 from stream.kafka import topic_configs
 from stream.listeners import require_loopback
+from stream.overlap import Overlap
 from stream.schema import Post
 
 # Exit status when a batch failed as a whole and was not acknowledged (restart re-reads it).
 EXIT_BATCH_FAILED = 70
 
 log = logging.getLogger(__name__)
+
+HistoryWrite = tuple[str, int, dict[str, Any] | None]  # changelog key, partition, value
 
 
 def _credentials(settings: Settings) -> Any:
@@ -189,88 +200,87 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
         except Exception as exc:  # noqa: BLE001
             log.error("model failed to load: %r", exc)
 
-    async def write(output: BatchOutput) -> None:
-        """Send every output of a batch and wait until Kafka has them all."""
+    async def deliver(payload: tuple[BatchOutput, list[HistoryWrite]]) -> None:
+        """Send every output of a batch and return once Kafka has them all. The history
+        writes are awaited with the scores, so the inputs are acked only once the history
+        they produced is in the changelog."""
+        output, history_writes = payload
         deliveries = [
             await dlq.send(key=d.key, value=d.value, headers=list(d.headers), force=True)
             for d in output.dead_letters
         ]
-        history = author_history.data
-        for key, (partition, value) in output.history.items():
-            # Written with the post's partition (take_events has no single current event)
-            # and awaited with the scores, so the inputs are acked only once the history
-            # they produced is in the changelog. Re-inserted so the dict's order is
-            # least recently seen first.
-            history.pop(key, None)
-            history[key] = value
+        for key, partition, value in history_writes:
+            # The post's partition (take_events has no single current event).
             deliveries.append(author_history.send_changelog(partition, key, value))
-        for key, partition in evictions(history, settings.worker.history_max_authors):
-            deliveries.append(author_history.send_changelog(partition, key, None))
         for record in output.scores:
             deliveries.append(await scores.send(key=record.key, value=record.value, force=True))
         await asyncio.gather(*deliveries)
 
-    async def process(records: list[InRecord]) -> BatchOutput:
-        active = await ready_scorer()
-        output = await asyncio.get_running_loop().run_in_executor(
-            executor,
-            functools.partial(
-                score_batch,
-                records,
-                active.score_posts,
-                author_history.data,
-                version=active.version,
-                min_posts=settings.worker.cohort_min_posts,
-                max_bytes=settings.kafka.max_message_bytes,
-            ),
+    def score(records: Sequence[InRecord]) -> BatchOutput:
+        active = state["scorer"]
+        return score_batch(
+            records,
+            active.score_posts,
+            author_history.data,
+            version=active.version,
+            min_posts=settings.worker.cohort_min_posts,
+            max_bytes=settings.kafka.max_message_bytes,
         )
-        await write(output)
-        return output
+
+    def prepare(output: BatchOutput) -> tuple[BatchOutput, list[HistoryWrite]]:
+        # On the loop, before the next batch is scored: it must read these updates.
+        writes = apply_history(
+            author_history.data, output.history, settings.worker.history_max_authors
+        )
+        return output, writes
+
+    def ack(events: Sequence[Any]) -> None:
+        for event in events:
+            event.ack()  # the reference held in score_posts: now faust may commit it
+
+    async def loaded() -> None:
+        await ready_scorer()
+
+    pipeline: Overlap[InRecord, BatchOutput, tuple[BatchOutput, list[HistoryWrite]]] = Overlap(
+        score=score,
+        prepare=prepare,
+        deliver=deliver,
+        ack=ack,
+        give_up=exit_without_ack,
+        executor=executor,
+        retries=settings.worker.batch_retries,
+        before_score=loaded,
+    )
 
     @app.agent(posts, concurrency=1)
     async def score_posts(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(
-            settings.worker.batch_size, within=settings.worker.batch_within_s
-        ):
-            started = time.perf_counter()
-            records = [in_record(event.message) for event in events]
-            attempt = 0
-            while True:
-                try:
-                    output = await process(records)
-                    break
-                except Exception as exc:  # noqa: BLE001 - the batch failed as a whole
-                    if attempt >= settings.worker.batch_retries:
-                        exit_without_ack(records, exc)
-                    attempt += 1
-                    log.warning(
-                        "batch of %d failed (%r); retry %d of %d",
-                        len(records),
-                        exc,
-                        attempt,
-                        settings.worker.batch_retries,
-                    )
-                    await asyncio.sleep(min(2.0**attempt, 10.0))
-            log.debug(
-                "batch of %d (%d scored, %d dead-lettered) in %.0f ms",
-                len(records),
-                len(output.scores),
-                len(output.dead_letters),
-                (time.perf_counter() - started) * 1000,
-            )
+        try:
+            async for events in stream.take_events(
+                settings.worker.batch_size, within=settings.worker.batch_within_s
+            ):
+                started = time.perf_counter()
+                # take_events acks the batch when it fetches the next one, which with the
+                # overlap is before this batch is delivered: one more reference per message
+                # keeps it uncommitted until ack() above, after delivery.
+                for event in events:
+                    event.message.incref()
+                records = [in_record(event.message) for event in events]
+                output = await pipeline.submit(records, events)
+                if not settings.worker.overlap:
+                    await pipeline.drain()
+                log.debug(
+                    "batch of %d (%d scored, %d dead-lettered) in %.0f ms",
+                    len(records),
+                    len(output.scores),
+                    len(output.dead_letters),
+                    (time.perf_counter() - started) * 1000,
+                )
+        finally:
+            # A clean stop delivers and acks the batch in flight (a crash re-reads it).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(pipeline.drain()), 30)
 
     return app
-
-
-def evictions(history: Any, limit: int) -> list[tuple[str, int]]:
-    """Drop the least recently seen author histories beyond ``limit``; returns (key,
-    partition) of each, for a changelog tombstone. Memory stays bounded over a long event."""
-    dropped = []
-    while len(history) > limit:
-        key = next(iter(history))
-        value = history.pop(key)
-        dropped.append((key, int((value or {}).get("partition", 0))))
-    return dropped
 
 
 def in_record(message: Any) -> InRecord:
@@ -284,7 +294,7 @@ def in_record(message: Any) -> InRecord:
     )
 
 
-def exit_without_ack(records: list[InRecord], exc: BaseException) -> None:
+def exit_without_ack(records: Sequence[InRecord], exc: BaseException) -> NoReturn:
     """Stop the process at once: faust's ``take_events`` would ack the batch on the way out.
 
     Nothing of this batch is acknowledged, so its offsets are never committed and a

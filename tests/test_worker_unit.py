@@ -99,7 +99,7 @@ def test_each_post_is_scored_against_its_own_events_topics():
 
 
 def test_author_histories_beyond_the_limit_are_dropped_least_recent_first():
-    from stream.worker import evictions
+    from stream.batch import evictions
 
     history = {f"k{i}": {"posts": 1, "partition": i % 3} for i in range(10)}
     history["k0"] = history.pop("k0")  # seen again: now the most recent

@@ -51,6 +51,18 @@ def bench_group() -> None:
 @click.option("--batch-size", type=int, default=None, help="Worker batch size.")
 @click.option("--stub-model", is_flag=True, help="A fixed-output stub instead of the model.")
 @click.option(
+    "--workers", type=int, default=1, show_default=True, help="Worker processes (one group)."
+)
+@click.option(
+    "--threads", type=int, default=None, help="Model threads per worker (default: all cores)."
+)
+@click.option("--chunk-size", type=int, default=None, help="Texts per encoder call (sorted).")
+@click.option(
+    "--overlap/--no-overlap",
+    default=None,
+    help="Score the next batch while the last one is delivered (default: the setting, on).",
+)
+@click.option(
     "--baseline-posts",
     type=int,
     default=0,
@@ -69,6 +81,10 @@ def pipeline_command(
     posts: int,
     batch_size: int | None,
     stub_model: bool,
+    workers: int,
+    threads: int | None,
+    chunk_size: int | None,
+    overlap: bool | None,
     baseline_posts: int,
     paced_fraction: float,
     seconds: float,
@@ -81,15 +97,27 @@ def pipeline_command(
     Examples:
       swingdial bench pipeline --posts 5000 --baseline-posts 300 --paced-fraction 0.6
       swingdial bench pipeline --stub-model --posts 100000 --rss-every 10000 --json
+      swingdial bench pipeline --posts 4000 --workers 2 --threads 1   # scale-out layout
+
+    The per-message baseline is one worker, batch size 1, no overlap (the naive consumer),
+    with --threads and --chunk-size as given.
     """
     from stream.bench import format_result, private_broker, run_pipeline
 
     say = (lambda _: None) if as_json else click.echo
     runs = []
+    layout = {"workers": workers, "threads": threads, "chunk_size": chunk_size}
     with private_broker(get_settings()) as settings:
         if baseline_posts:
             base = run_pipeline(
-                settings, posts=baseline_posts, label="baseline", batch_size=1, stub=stub_model
+                settings,
+                posts=baseline_posts,
+                label="baseline",
+                batch_size=1,
+                stub=stub_model,
+                threads=threads,
+                chunk_size=chunk_size,
+                overlap=False,
             )
             runs.append(base)
             say(format_result(base))
@@ -99,6 +127,8 @@ def pipeline_command(
             label="burst",
             batch_size=batch_size,
             stub=stub_model,
+            overlap=overlap,
+            **layout,
             sample_every=rss_every,
             echo=say,
         )
@@ -113,6 +143,8 @@ def pipeline_command(
                 rate=rate,
                 batch_size=batch_size,
                 stub=stub_model,
+                overlap=overlap,
+                **layout,
             )
             runs.append(paced)
             say(format_result(paced))
