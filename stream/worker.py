@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import faust
 
@@ -165,8 +165,10 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
         extra_topic_configs=topic_configs(settings),
     )
 
-    @app.on_rebalance_complete.connect
-    async def hold_agents_until_seeked(sender: Any, **kwargs: Any) -> None:
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust types it as a union mypy cannot match
+    async def hold_agents_until_seeked(
+        sender: Any, *args: Any, signal: Any = None, **kwargs: Any
+    ) -> None:
         # After recovering the table, faust seeks the posts partitions and then resumes
         # flow control, which clears the agents' queues: posts fetched during the seek
         # were dropped although the consumer had read past them (restarted workers
@@ -187,8 +189,9 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
             async with state["lock"]:
                 if state["scorer"] is None:
                     loop = asyncio.get_running_loop()
-                    state["scorer"] = await loop.run_in_executor(executor, load, settings)
-                    log.info("model %s loaded", state["scorer"].version)
+                    loaded_scorer = await loop.run_in_executor(executor, load, settings)
+                    state["scorer"] = loaded_scorer
+                    log.info("model %s loaded", loaded_scorer.version)
         return state["scorer"]
 
     @app.task
@@ -255,7 +258,7 @@ def create_app(settings: Settings, scorer: EventAwareScorer | None = None) -> fa
     @app.agent(posts, concurrency=1)
     async def score_posts(stream: faust.StreamT) -> None:
         try:
-            async for events in stream.take_events(
+            async for events in cast(faust.Stream, stream).take_events(
                 settings.worker.batch_size, within=settings.worker.batch_within_s
             ):
                 started = time.perf_counter()

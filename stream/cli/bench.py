@@ -106,7 +106,7 @@ def pipeline_command(
 
     say = (lambda _: None) if as_json else click.echo
     runs = []
-    layout = {"workers": workers, "threads": threads, "chunk_size": chunk_size}
+    layout: dict[str, Any] = {"workers": workers, "threads": threads, "chunk_size": chunk_size}
     with private_broker(get_settings()) as settings:
         if baseline_posts:
             base = run_pipeline(
