@@ -27,7 +27,7 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from models.paths import ARTIFACTS_DIR
 
@@ -185,7 +185,7 @@ def write_adapter(directory: Path, model: nn.Module) -> list[str]:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _write_adapter_config(directory, model.peft_config["default"])
+    _write_adapter_config(directory, cast(Any, model).peft_config["default"])
     state = half_precision(get_peft_model_state_dict(model))
     save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     return [ADAPTER_CONFIG, ADAPTER_WEIGHTS]

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _config(threads: int | None, precision: str, **extra: object) -> ScorerConfig:
+def _config(threads: int | None, precision: str, **extra: Any) -> ScorerConfig:
     return ScorerConfig(cache_size=0, threads=threads or 0, precision=precision, **extra)
 
 

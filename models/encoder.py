@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -53,7 +53,10 @@ def lora_config(rank: int, alpha: float, dropout: float = 0.0) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(LORA_TARGETS)
+        r=rank,
+        lora_alpha=cast(int, alpha),  # peft annotates int; a float scales the same way
+        lora_dropout=dropout,
+        target_modules=list(LORA_TARGETS),
     )
 
 
@@ -91,7 +94,7 @@ def load_lora(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     must be given and nothing else."""
     from peft import set_peft_model_state_dict
 
-    result = set_peft_model_state_dict(model, state)
+    result: Any = set_peft_model_state_dict(model, state)
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:
         raise ValueError(

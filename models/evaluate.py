@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,7 +108,8 @@ class DevSet:
 
     def examples(self) -> list[StanceExample]:
         return [
-            StanceExample("", t, g, "dev") for t, g in zip(self.targets, self.gold, strict=True)
+            StanceExample("", t, g, "dev")
+            for t, g in zip(self.targets or [], self.gold, strict=True)
         ]
 
 
@@ -149,7 +151,8 @@ def dev_logits(heads: Heads, embed: EmbedFn, root: Path | str) -> dict[str, DevS
 def save_dev_logits(sets: dict[str, DevSet], path: Path) -> None:
     """Cache the dev logits (``.npz`` + ``.json``) so calibration never re-encodes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path.with_suffix(".npz"), **{k: v.logits for k, v in sets.items()})
+    arrays: dict[str, Any] = {k: v.logits for k, v in sets.items()}
+    np.savez_compressed(path.with_suffix(".npz"), **arrays)
     meta = {k: {"head": v.head, "gold": v.gold, "targets": v.targets} for k, v in sets.items()}
     path.with_suffix(".json").write_text(json.dumps(meta))
 

@@ -15,6 +15,7 @@ heads, optional peft LoRA adapters, calibration); which folder:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Sequence
@@ -193,10 +194,13 @@ class Scorer:
         chunk_size: int = 32,
         calibration: dict | None = None,
     ) -> None:
-        if isinstance(encoder, Encoder):
-            encoder = SentenceEncoder.from_torch(TorchRuntime(encoder), encoder, chunk_size)
-        self.encoder = encoder
-        self.variant = encoder.runtime.variant
+        sentence = (
+            SentenceEncoder.from_torch(TorchRuntime(encoder), encoder, chunk_size)
+            if isinstance(encoder, Encoder)
+            else encoder
+        )
+        self.encoder = sentence
+        self.variant = sentence.runtime.variant
         self.calibration = calibration or {}  # per-head temperature/bias (calibration.json)
         self.heads = heads.eval()
         self.version = version
@@ -312,8 +316,8 @@ def load_model(
     settings, state = adapter if adapter else ({"rank": 0, "alpha": 16.0}, None)
     encoder = Encoder(
         max_length=int(meta.get("max_length", 64)),
-        lora_rank=settings["rank"],
-        lora_alpha=settings["alpha"],
+        lora_rank=int(settings["rank"]),
+        lora_alpha=float(settings["alpha"]),
     )
     if state is not None:
         encoder.load_lora(state)
@@ -389,7 +393,7 @@ def choose_variant(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> str
         probe_file(config),
         probe_key(artifacts_hash(directory), candidates, config.threads),
         lambda: probe_variants(
-            {v: (lambda v=v: build_encoder(v, config, directory)) for v in candidates},
+            {v: functools.partial(build_encoder, v, config, directory) for v in candidates},
             reference="torch-fp32",
         ),
     )

