@@ -1,10 +1,13 @@
 """Factories shared by the tests (real records, real DuckDB files, real posts).
 
-tests/test_store_helpers.py checks that they produce records the sink accepts.
+tests/stream/test_store_helpers.py checks that they produce records the sink accepts.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -169,3 +172,15 @@ def make_posts(n: int, run_id: str) -> list[Post]:
         )
         for i in range(n)
     ]
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """Run ``swingdial ARGS`` as a user would, with ``settings`` in the environment."""
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )

@@ -1,5 +1,5 @@
 """Replay without a broker: which posts, in which order, at which times (Kafka part in
-tests/test_sink_kafka.py)."""
+tests/stream/test_sink_kafka.py)."""
 
 from __future__ import annotations
 

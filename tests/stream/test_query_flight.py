@@ -29,7 +29,7 @@ from stream.query import (
 )
 from tests.factories import make_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A `swingdial sink` without Kafka: the same Sink + QueryServer, fed by the test factories,
 # writing a new batch every 50 ms until SIGTERM.

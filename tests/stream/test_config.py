@@ -77,7 +77,7 @@ def test_config_prints_lines_that_paste_back(tmp_path):
         env=clean,
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert again.returncode == 0, again.stderr
     expected = Settings(home=tmp_path, targets=["Donald Trump", "Joe Biden"])

@@ -12,7 +12,7 @@ from stream.sink import Sink
 from stream.store import VIEWS, connect
 from tests.factories import make_settings, populated_db, records, scored_post
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 BLOCKS = re.findall(r"```sql\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
 
 

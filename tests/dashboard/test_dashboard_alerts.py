@@ -19,7 +19,7 @@ from stream.config import Settings, get_settings
 from stream.events import load_event
 from tests.fixtures_db import build_test_db
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
 def closed_port() -> int:

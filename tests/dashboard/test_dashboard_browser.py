@@ -5,8 +5,8 @@ page is checked at 1280 and 1920 px: the approval dial comes first, and no label
 (no "…", nothing outside its chart, no overflowing tile). ``SWINGDIAL_SCREENSHOT_DIR`` keeps
 the screenshots.
 
-``pytest -m demo tests/test_dashboard_browser.py`` (opt-in, a few minutes: it runs the whole
-live demo) checks the same at both widths on the real demo and takes the README's
+``pytest -m demo tests/dashboard/test_dashboard_browser.py`` (opt-in, a few minutes: it
+runs the whole live demo) checks the same at both widths on the real demo and takes the README's
 screenshot, ``docs/img/dashboard.png``, from it.
 """
 
@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-README_SHOT = Path(__file__).resolve().parent.parent / "docs" / "img" / "dashboard.png"
+README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 STARTUP_TIMEOUT_S = 90
 DEMO_WARMUP_S = 150
 RENDER_TIMEOUT_MS = 90_000

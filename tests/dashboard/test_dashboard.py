@@ -21,7 +21,7 @@ from stream.query import serve_in_thread
 from stream.store import connect
 from tests.fixtures_db import LIVE_RUN, REPLAY_RUN, build_test_db
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TIMEOUT_S = 120
 
 

@@ -30,7 +30,7 @@ from models.scorer import (
 )
 from stream.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEXTS = [
     "Trump 2024! Best president ever #MAGA",
     "Trump is a liar and a crook, he must never be president again",

@@ -15,8 +15,8 @@ from infra.broker import Broker, BrokerError, cluster_layout
 from stream import kafka
 from stream.config import Settings
 from tests.conftest import wait_until
-from tests.test_broker import cli
-from tests.test_faults import Pipeline, own_broker_settings, run_fault
+from tests.factories import cli
+from tests.harness import Pipeline, own_broker_settings, run_fault
 
 
 def test_layout_ports_and_dirs(tmp_path: Path) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
@@ -12,19 +10,9 @@ from infra.broker import Broker, BrokerError
 from stream import kafka
 from stream.config import Settings
 from tests.conftest import private_broker_settings
+from tests.factories import cli
 
 pytestmark = pytest.mark.integration
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **settings.to_env()}
-    return subprocess.run(
-        [sys.executable, "-m", "stream.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_start_status_stop_restart_keeps_messages(tmp_path):
