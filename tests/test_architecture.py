@@ -49,3 +49,20 @@ def test_the_rule_sees_imports_inside_functions(tmp_path: Path) -> None:
         "def f():\n    from stream.config import Settings\n    import dashboard.app\n"
     )
     assert {name for name, _ in imported_packages(sample)} == {"stream", "dashboard"}
+
+
+def test_tests_mirror_the_package_and_never_import_each_other() -> None:
+    """A test file lives under tests/<package>/ and shares code only through conftest,
+    factories, fixtures_db or harness (never by importing another test module)."""
+    tests = ROOT / "tests"
+    misplaced = [p.name for p in tests.glob("test_*.py") if p.name != "test_architecture.py"]
+    assert not misplaced, f"put these under tests/<package>/: {misplaced}"
+    crossing = [
+        f"{path.relative_to(ROOT)} imports {node.module}"
+        for path in sorted(tests.rglob("test_*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.module.split(".")[-1].startswith("test_")
+    ]
+    assert not crossing, "\n".join(crossing)
