@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,6 +47,26 @@ def _model(artifacts: Path | None) -> Path:
     return resolve(artifacts, get_settings().model_path)
 
 
+def data_option(command: Callable) -> Callable:
+    return click.option(
+        "--data", type=click.Path(path_type=Path), help="Labelled data (shared_data)."
+    )(command)
+
+
+def artifacts_option(what: str) -> Callable[[Callable], Callable]:
+    """``--artifacts DIR``: the model a command works on (default: the active one)."""
+    return click.option(
+        "--artifacts",
+        type=click.Path(path_type=Path, exists=True, file_okay=False),
+        help=f"Artifacts folder{' ' + what if what else ''} (default: the active model).",
+    )
+
+
+def _cache_root() -> Path:
+    """Where dev-set logits are cached (encode once, evaluate and calibrate many times)."""
+    return get_settings().home / "cache" / "dev-logits"
+
+
 @models_group.command("train")
 @click.option(
     "--method",
@@ -62,7 +83,7 @@ def _model(artifacts: Path | None) -> Path:
     "(default: the active model); lora: frozen heads or a LoRA run to continue training "
     "(default: from scratch).",
 )
-@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+@data_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -160,96 +181,40 @@ def train_command(
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """
-    import torch
-
-    from models.artifact_store import is_packaged, read_metrics
-    from models.evaluate import evaluate
-    from models.train import loto_frozen, save_artifacts, train_frozen
+    from models.report import metrics_report
+    from models.workflows import TrainRequest, set_threads, train_model
 
     settings = get_settings()
-    torch.set_num_threads(threads or settings.score.threads or 2)
-    root = _data_root(data)
+    set_threads(threads or settings.score.threads or 2)
+    request = TrainRequest(
+        method=method,
+        base=_model(base) if method.startswith("refit-") else base,
+        seed=seed,
+        epochs=epochs,
+        rank=rank,
+        lr=lr,
+        batch_size=batch_size,
+        max_length=max_length,
+        mix=mix,
+        weak_limit=weak_limit,
+        sentiment_limit=sentiment_limit,
+        time_budget_min=time_budget_min,
+        cache_dir=cache_dir or settings.home / "cache" / "embeddings",
+        exclude_targets=exclude_targets,
+        neutral_weight=neutral_weight,
+    )
     out = Path(out or settings.model_path)
-    if is_packaged(out):
-        raise click.BadParameter("the packaged default is read-only", param_hint="--out")
-    if method == "frozen":
-        cache = cache_dir or settings.home / "cache" / "embeddings"
-        heads, embed, info = train_frozen(
-            root,
-            seed=seed,
-            cache_dir=cache,
-            sentiment_limit=sentiment_limit or 16_000,
-            epochs=int(epochs or 12),
-        )
-        metrics = evaluate(heads, embed, root)
-        generic = info.pop("generic_texts")
-        metrics["loto"] = loto_frozen(
-            root,
-            embed,
-            ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"],
-            generic_texts=generic,
-        )
-        metrics["loto_note"] = "leave-one-target-out with the frozen encoder"
-        save_artifacts(out, heads, encoder=None, info=info, metrics=metrics, max_length=64)
-    elif method == "refit-stance":
-        from models.lora import refit_stance_head
-
-        metrics = refit_stance_head(_model(base), root, out, seed=seed, weak_limit=weak_limit or 0)
-    elif method == "refit-sentiment":
-        from models.lora import refit_sentiment_head
-
-        metrics = refit_sentiment_head(
-            _model(base),
-            root,
-            out,
-            seed=seed,
-            epochs=int(epochs or 8),
-            neutral_weight=neutral_weight,
-        )
-    else:
-        from models.lora import LoraConfig, train_lora
-
-        cfg = LoraConfig(
-            seed=seed,
-            rank=rank,
-            batch_size=batch_size,
-            time_budget_min=time_budget_min,
-            exclude_targets=tuple(exclude_targets),
-            neutral_weight=neutral_weight,
-        )
-        if base is not None:
-            if exclude_targets:  # the base saw every target: a held-out score would leak
-                raise click.UsageError("--exclude-target runs must start from scratch (no --base)")
-            cfg.warm_start = str(base)
-        if epochs is not None:
-            cfg.epochs = epochs
-        if lr is not None:
-            cfg.lr = lr
-        if max_length is not None:
-            cfg.max_length = max_length
-        if mix is not None:
-            cfg.mix = mix
-            try:
-                cfg.check()
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--mix") from exc
-        if weak_limit is not None:
-            cfg.weak_limit = weak_limit
-        if sentiment_limit is not None:
-            cfg.sentiment_limit = sentiment_limit
-        train_lora(root, out, cfg)
-        metrics = read_metrics(out)
-    _print_metrics(metrics)
+    try:
+        metrics = train_model(request, _data_root(data), out)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(metrics_report(metrics))
     click.echo(f"artifacts written to {out}")
 
 
 @models_group.command("eval")
-@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
-@click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder to evaluate (default: the active model).",
-)
+@data_option
+@artifacts_option("to evaluate")
 @click.option(
     "--write/--no-write",
     default=True,
@@ -293,32 +258,19 @@ def eval_command(
       swingdial models eval --event trump-musk-2024
       swingdial models eval --held-out /tmp/loto-biden --held-out /tmp/loto-trump
     """
-    import torch
-
-    from models.artifact_store import read_calibration, read_metrics, write_metrics
-    from models.evaluate import evaluate, excluded_targets, oot_held_out
-    from models.scorer import load_model, model_version
+    from models.report import metrics_report
+    from models.workflows import evaluate_model, save_metrics, set_threads
 
     settings = get_settings()
-    torch.set_num_threads(settings.score.threads or 2)
+    set_threads(settings.score.threads or 2)
     directory = _model(artifacts)
-    for run in held_out:  # fail before the minutes of evaluation, not after
-        try:
-            excluded_targets(run)
-        except (ValueError, FileNotFoundError) as exc:
-            raise click.BadParameter(str(exc), param_hint="--held-out") from exc
-    encoder, heads, meta = load_model(directory)
-    sets = _dev_sets(directory, encoder, heads, _data_root(data))
-    metrics = evaluate(
-        heads,
-        encoder.encode,
-        _data_root(data),
-        calibration=read_calibration(directory),
-        sets=sets,
-    )
-    metrics["model_version"] = model_version(directory, meta)
-    metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
-    if event_id:
+    try:
+        metrics, encoder, heads = evaluate_model(
+            directory, _data_root(data), _cache_root(), held_out
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--held-out") from exc
+    if event_id:  # the simulator lives in stream/: these checks are the stream side's
         from models.scorer import Scorer
         from stream.model_checks import simulated_cohort_check, simulated_event_check
 
@@ -327,50 +279,14 @@ def eval_command(
         metrics["simulated_cohorts"] = simulated_cohort_check(
             scorer, event_id, min_posts=settings.worker.cohort_min_posts
         )
-    old = read_metrics(directory)
-    if held_out:
-        from models.evaluate import held_out_metrics
-
-        metrics["loto_lora"] = dict(old.get("loto_lora", {}))
-        for run in held_out:
-            metrics["loto_lora"].update(held_out_metrics(run, _data_root(data)))
-        metrics["loto_lora_note"] = (
-            "leave-one-target-out: LoRA runs trained without the target (--exclude-target)"
-        )
+    click.echo(json.dumps(metrics, indent=2) if as_json else metrics_report(metrics))
     if write:
-        path = write_metrics(directory, old | metrics)
-    if as_json:
-        click.echo(json.dumps(metrics, indent=2))
-    else:
-        _print_metrics(metrics)
-    if write:
-        click.echo(f"metrics written to {path}")
-
-
-def _dev_sets(directory: Path, encoder, heads, root: Path) -> dict:
-    """Dev-set logits of a run, cached by its weights and the data folder (encode once)."""
-    import hashlib
-
-    from models.artifact_store import weights_hash
-    from models.evaluate import dev_logits, load_dev_logits, save_dev_logits
-
-    digest = hashlib.sha256(str(Path(root).resolve()).encode())
-    digest.update(weights_hash(directory).encode())
-    cache = get_settings().home / "cache" / "dev-logits" / digest.hexdigest()[:16]
-    sets = load_dev_logits(cache)
-    if sets is None:
-        sets = dev_logits(heads, encoder.encode, root)
-        save_dev_logits(sets, cache)
-    return sets
+        click.echo(f"metrics written to {save_metrics(directory, metrics)}")
 
 
 @models_group.command("calibrate")
-@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
-@click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder to calibrate (default: the active model).",
-)
+@data_option
+@artifacts_option("to calibrate")
 @click.option(
     "--objective",
     type=click.Choice(["balanced", "nll"]),
@@ -392,46 +308,21 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
       swingdial models calibrate
       swingdial models calibrate --artifacts /tmp/lora --objective nll
     """
-    import torch
+    from models.report import calibration_report
+    from models.workflows import calibrate_model, set_threads
 
-    from models.artifact_store import reliability_path, update_metrics, write_calibration
-    from models.calibration import reliability_png
-    from models.evaluate import fit_calibration
-    from models.scorer import load_model
-
-    torch.set_num_threads(get_settings().score.threads or 2)
-    directory = _model(artifacts)
-    encoder, heads, _ = load_model(directory)
-    sets = _dev_sets(directory, encoder, heads, _data_root(data))
-    params, report = fit_calibration(sets, balanced=objective == "balanced")
-    written = write_calibration(directory, params)
-    update_metrics(directory, {"calibration": report})
-    reliability_png(
-        {head: r["reliability"] for head, r in report.items()}, reliability_path(directory)
+    set_threads(get_settings().score.threads or 2)
+    params, report, written = calibrate_model(
+        _model(artifacts), _data_root(data), _cache_root(), balanced=objective == "balanced"
     )
-    for head, r in report.items():
-        p = params[head]
-        bias = f", bias {p['bias']}" if "bias" in p else ""
-        click.echo(
-            f"{head:<10} T {p['temperature']:.3f}{bias}  ECE {r['ece_before']:.3f} -> "
-            f"{r['ece_after']:.3f} (cross-fitted on {r['dev']}, n={r['n']})"
-        )
-    s = report["sentiment"]["cross_fitted"]
-    recall = ", ".join(f"{k} {v:.3f}" for k, v in s["recall"].items())
-    click.echo(
-        f"sentiment out-of-time, cross-fitted: macro-recall {s['macro_recall']:.3f} ({recall})"
-    )
+    click.echo(calibration_report(params, report))
     click.echo(f"calibration written to {written}")
 
 
 @models_group.command("bench")
 @click.option("--batch", default=64, show_default=True)
 @click.option("--batches", default=10, show_default=True)
-@click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder (default: the active model).",
-)
+@artifacts_option("")
 @click.option(
     "--precision",
     type=click.Choice(list(PRECISIONS)),
@@ -446,7 +337,7 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
     "unsorted, label agreement with torch fp32.",
 )
 @click.option("--posts", default=2000, show_default=True, help="--compare: tweets to score.")
-@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+@data_option
 def bench_command(
     batch: int,
     batches: int,
@@ -489,18 +380,14 @@ def bench_command(
 
 
 @models_group.command("export")
-@click.option(
-    "--artifacts",
-    type=click.Path(path_type=Path, exists=True, file_okay=False),
-    help="Artifacts folder (default: the active model).",
-)
+@artifacts_option("")
 @click.option(
     "--validate",
     is_flag=True,
     help="Also compare the int8 encoder with fp32 on the validation data and store the "
     "verdict (<artifacts>/runtime.json) that lets precision 'auto' use it.",
 )
-@click.option("--data", type=click.Path(path_type=Path), help="Labelled data (shared_data).")
+@data_option
 def export_command(artifacts: Path | None, validate: bool, data: Path | None) -> None:
     """Export the encoder (LoRA merged, pooling and normalisation inside) to ONNX fp32
     and int8, into the runtime cache (score_runtime_dir/<artifacts hash>/).
@@ -562,72 +449,6 @@ def promote_command(source: Path, target: Path | None) -> None:
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"promoted {source} -> {target}")
-
-
-def _print_metrics(m: dict) -> None:
-    for key, name in (
-        ("sentiment", "TweetEval val (same pool as training)"),
-        ("sentiment_oot", "out-of-time dev"),
-    ):
-        if key not in m:
-            continue
-        s = m[key]
-        if s.get("held_out_of_training") is False:
-            name += " (NOT held out: this run trained on it)"
-        recall = ", ".join(f"{k} {v:.3f}" for k, v in s.get("recall", {}).items())
-        click.echo(
-            f"sentiment  {name}: macro-recall {s['macro_recall']:.3f}  macro-F1 "
-            f"{s['macro_f1']:.3f}  (recall {recall})"
-        )
-    click.echo(f"emotion    macro-F1 {m['emotion']['macro_f1']:.3f}")
-    click.echo("P-Stance   (favor/against)   macro-F1   F1avg(3-way)  none-rate")
-    for target, row in m["pstance"].items():
-        click.echo(
-            f"  {target:<28}{row['macro_f1']:>8.3f}{row['f1avg']:>12.3f}{row['none_rate']:>11.3f}"
-        )
-    click.echo("TweetEval stance  F1avg (favor/against, 3-way prediction)")
-    for target, row in m["tweeteval_stance"].items():
-        click.echo(f"  {target:<34}{row['f1avg']:>8.3f}  (n={row['n']})")
-    if "weak_trump_3way" in m:
-        w = m["weak_trump_3way"]
-        click.echo(
-            f"weak Trump dev, 3-way (hashtag labels, noisy; n={w['n']}): F1avg {w['f1avg']:.3f}, "
-            f"none predicted {w['none_share_pred']:.0%} vs {w['none_share_gold']:.0%} gold"
-        )
-    if "unrelated_target_none_rate" in m:
-        rates = ", ".join(f"{k} {v:.2f}" for k, v in m["unrelated_target_none_rate"].items())
-        click.echo(f"unrelated target -> none rate: {rates}")
-    if "handwritten_unseen" in m:
-        h = m["handwritten_unseen"]
-        click.echo("unseen targets, 30 handwritten posts (sanity check, not a benchmark)")
-        for target, row in h.items():
-            if isinstance(row, dict):
-                click.echo(f"  {target:<28} acc {row['accuracy']:.3f}  F1avg {row['f1avg']:.3f}")
-    if "simulated_event" in m:
-        sim = m["simulated_event"]
-        stance = ", ".join(f"{t} {r['f1avg']:.3f}" for t, r in sim["stance"].items())
-        click.echo(
-            f"simulated {sim['event']} (n={sim['n']}, simulator truth): sentiment macro-recall "
-            f"{sim['sentiment_macro_recall']:.3f}, topic acc {sim['topic_accuracy']:.3f}, "
-            f"stance F1avg {stance}"
-        )
-    if "simulated_cohorts" in m:
-        c = m["simulated_cohorts"]
-        for name in ("with_history", "bio_only"):
-            row = c[name]
-            recall = ", ".join(f"{k} {v:.2f}" for k, v in row["recall"].items())
-            click.echo(
-                f"cohort calls, {name.replace('_', ' ')} ({c['posts']} posts, {c['authors']} "
-                f"authors): accuracy {row['accuracy']:.3f}, macro-recall "
-                f"{row['macro_recall']:.3f} (recall {recall})"
-            )
-    for key in ("loto", "loto_lora"):
-        if key not in m:
-            continue
-        click.echo(f"{m.get(key + '_note', 'leave-one-target-out')}")
-        for target, row in m[key].items():
-            extra = f"  macro-F1 {row['macro_f1']:.3f}" if "macro_f1" in row else ""
-            click.echo(f"  {target:<28} F1avg {row['f1avg']:.3f}{extra}")
 
 
 COMMANDS = [models_group]

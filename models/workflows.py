@@ -1,0 +1,213 @@
+"""What the `swingdial models` commands do, as library calls (the CLI only parses options,
+calls one of these and prints the result).
+
+Each takes the labelled-data folder and artifacts folders as paths; nothing here reads
+settings or the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import artifact_store
+from models.evaluate import (
+    DevSet,
+    dev_logits,
+    evaluate,
+    excluded_targets,
+    fit_calibration,
+    held_out_metrics,
+    load_dev_logits,
+    oot_held_out,
+    save_dev_logits,
+)
+from models.scorer import load_model, model_version
+
+METHODS = ("lora", "frozen", "refit-stance", "refit-sentiment")
+LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
+
+
+@dataclass
+class TrainRequest:
+    """A training run; ``None`` means the method's default."""
+
+    method: str = "lora"
+    base: Path | None = None  # refit-*: the run to refit; lora: a run to continue from
+    seed: int = 13
+    epochs: float | None = None
+    rank: int = 8
+    lr: float | None = None
+    batch_size: int = 32
+    max_length: int | None = None
+    mix: tuple[float, float, float] | None = None
+    weak_limit: int | None = None
+    sentiment_limit: int | None = None
+    time_budget_min: float = 45.0
+    cache_dir: Path | None = None  # frozen: embedding cache
+    exclude_targets: tuple[str, ...] = field(default_factory=tuple)
+    neutral_weight: float = 1.0
+
+    def check(self) -> None:
+        """Refuse what would give a wrong result, before minutes of training."""
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}")
+        if self.method.startswith("refit-") and self.base is None:
+            raise ValueError(f"{self.method} needs the run to refit (base)")
+        if self.exclude_targets and self.base is not None:
+            # the base saw every target: a held-out score would leak
+            raise ValueError("--exclude-target runs must start from scratch (no --base)")
+
+
+def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
+    """Train ``request`` on the labelled data in ``root``, write the artifacts to ``out``
+    and return their metrics."""
+    request.check()
+    if artifact_store.is_packaged(out):
+        raise ValueError("the packaged default is read-only; write to the model directory")
+    if request.method == "frozen":
+        return _train_frozen(request, root, out)
+    if request.method == "refit-stance":
+        from models.lora import refit_stance_head
+
+        assert request.base is not None
+        return refit_stance_head(
+            request.base, root, out, seed=request.seed, weak_limit=request.weak_limit or 0
+        )
+    if request.method == "refit-sentiment":
+        from models.lora import refit_sentiment_head
+
+        assert request.base is not None
+        return refit_sentiment_head(
+            request.base,
+            root,
+            out,
+            seed=request.seed,
+            epochs=int(request.epochs or 8),
+            neutral_weight=request.neutral_weight,
+        )
+    from models.lora import LoraConfig, train_lora
+
+    cfg = LoraConfig(
+        seed=request.seed,
+        rank=request.rank,
+        batch_size=request.batch_size,
+        time_budget_min=request.time_budget_min,
+        exclude_targets=tuple(request.exclude_targets),
+        neutral_weight=request.neutral_weight,
+    )
+    given = {
+        "warm_start": str(request.base) if request.base is not None else None,
+        "epochs": request.epochs,
+        "lr": request.lr,
+        "max_length": request.max_length,
+        "mix": request.mix,
+        "weak_limit": request.weak_limit,
+        "sentiment_limit": request.sentiment_limit,
+    }
+    for name, value in given.items():
+        if value is not None:
+            setattr(cfg, name, value)
+    cfg.check()
+    train_lora(root, out, cfg)
+    return artifact_store.read_metrics(out)
+
+
+def _train_frozen(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
+    from models.train import loto_frozen, save_artifacts, train_frozen
+
+    heads, embed, info = train_frozen(
+        root,
+        seed=request.seed,
+        cache_dir=request.cache_dir,
+        sentiment_limit=request.sentiment_limit or 16_000,
+        epochs=int(request.epochs or 12),
+    )
+    metrics = evaluate(heads, embed, root)
+    generic = info.pop("generic_texts")
+    metrics["loto"] = loto_frozen(root, embed, LOTO_FROZEN_TARGETS, generic_texts=generic)
+    metrics["loto_note"] = "leave-one-target-out with the frozen encoder"
+    save_artifacts(out, heads, encoder=None, info=info, metrics=metrics, max_length=64)
+    return metrics
+
+
+def dev_sets(directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path) -> dict:
+    """Dev-set logits of a run, cached under ``cache_root`` by its weights and the data
+    folder (encode once; evaluation and calibration share them)."""
+    digest = hashlib.sha256(str(Path(root).resolve()).encode())
+    digest.update(artifact_store.weights_hash(directory).encode())
+    cache = cache_root / digest.hexdigest()[:16]
+    sets: dict[str, DevSet] | None = load_dev_logits(cache)
+    if sets is None:
+        sets = dev_logits(heads, encoder.encode, root)
+        save_dev_logits(sets, cache)
+    return sets
+
+
+def check_held_out(runs: tuple[Path, ...]) -> None:
+    """Fail before the minutes of evaluation if a --held-out run is not one."""
+    for run in runs:
+        excluded_targets(run)
+
+
+def evaluate_model(
+    directory: Path, root: Path, cache_root: Path, held_out: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], Any, Any]:
+    """Every dev-set metric of the model in ``directory`` (with its calibration), plus the
+    leave-one-target-out scores of ``held_out`` runs. Returns (metrics, encoder, heads) so a
+    caller can run further checks on the same model."""
+    check_held_out(held_out)
+    encoder, heads, meta = load_model(directory)
+    metrics = evaluate(
+        heads,
+        encoder.encode,
+        root,
+        calibration=artifact_store.read_calibration(directory),
+        sets=dev_sets(directory, encoder, heads, root, cache_root),
+    )
+    metrics["model_version"] = model_version(directory, meta)
+    metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
+    if held_out:
+        old = artifact_store.read_metrics(directory)
+        metrics["loto_lora"] = dict(old.get("loto_lora", {}))
+        for run in held_out:
+            metrics["loto_lora"].update(held_out_metrics(run, root))
+        metrics["loto_lora_note"] = (
+            "leave-one-target-out: LoRA runs trained without the target (--exclude-target)"
+        )
+    return metrics, encoder, heads
+
+
+def save_metrics(directory: Path, metrics: dict[str, Any]) -> Path:
+    """Merge ``metrics`` into the model's metrics.json (training-only entries kept)."""
+    return artifact_store.write_metrics(directory, artifact_store.read_metrics(directory) | metrics)
+
+
+def calibrate_model(
+    directory: Path, root: Path, cache_root: Path, *, balanced: bool = True
+) -> tuple[dict, dict, Path]:
+    """Fit per-head temperature (+ sentiment bias) on the dev sets and store it with the
+    model, the before/after calibration error in metrics.json and a reliability plot.
+    Returns (parameters, report, path of calibration.json)."""
+    from models.calibration import reliability_png
+
+    encoder, heads, _ = load_model(directory)
+    sets = dev_sets(directory, encoder, heads, root, cache_root)
+    params, report = fit_calibration(sets, balanced=balanced)
+    written = artifact_store.write_calibration(directory, params)
+    artifact_store.update_metrics(directory, {"calibration": report})
+    reliability_png(
+        {head: r["reliability"] for head, r in report.items()},
+        artifact_store.reliability_path(directory),
+    )
+    return params, report, written
+
+
+def set_threads(threads: int) -> None:
+    """torch intra-op threads for training and evaluation (0: leave the default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
