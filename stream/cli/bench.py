@@ -106,7 +106,15 @@ def pipeline_command(
 
     say = (lambda _: None) if as_json else click.echo
     runs = []
-    layout: dict[str, Any] = {"workers": workers, "threads": threads, "chunk_size": chunk_size}
+    # What the burst and the paced run share (the baseline keeps one worker, batch 1).
+    measured: dict[str, Any] = {
+        "workers": workers,
+        "threads": threads,
+        "chunk_size": chunk_size,
+        "batch_size": batch_size,
+        "stub": stub_model,
+        "overlap": overlap,
+    }
     with private_broker(get_settings()) as settings:
         if baseline_posts:
             base = run_pipeline(
@@ -122,30 +130,14 @@ def pipeline_command(
             runs.append(base)
             say(format_result(base))
         burst = run_pipeline(
-            settings,
-            posts=posts,
-            label="burst",
-            batch_size=batch_size,
-            stub=stub_model,
-            overlap=overlap,
-            **layout,
-            sample_every=rss_every,
-            echo=say,
+            settings, posts=posts, label="burst", sample_every=rss_every, echo=say, **measured
         )
         runs.append(burst)
         say(format_result(burst))
         if paced_fraction:
             rate = burst.end_to_end_posts_per_s * paced_fraction
-            paced = run_pipeline(
-                settings,
-                posts=max(1, int(rate * seconds)),
-                label="paced",
-                rate=rate,
-                batch_size=batch_size,
-                stub=stub_model,
-                overlap=overlap,
-                **layout,
-            )
+            posts_paced = max(1, int(rate * seconds))
+            paced = run_pipeline(settings, posts=posts_paced, label="paced", rate=rate, **measured)
             runs.append(paced)
             say(format_result(paced))
     summary: dict[str, Any] = {
