@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -149,20 +150,9 @@ def train_command(
     base: Path | None,
     data: Path | None,
     out: Path | None,
-    seed: int,
-    epochs: float | None,
-    rank: int,
-    lr: float | None,
-    batch_size: int,
-    max_length: int | None,
-    mix: tuple[float, float, float] | None,
-    weak_limit: int | None,
-    sentiment_limit: int | None,
-    time_budget_min: float,
     cache_dir: Path | None,
     threads: int | None,
-    exclude_targets: tuple[str, ...],
-    neutral_weight: float,
+    **options: Any,
 ) -> None:
     """Train the models on the labelled data and write the artifacts (then evaluate).
 
@@ -186,22 +176,11 @@ def train_command(
 
     settings = get_settings()
     set_threads(threads or settings.score.threads or 2)
-    request = TrainRequest(
+    request = TrainRequest(  # every other option is a TrainRequest field of the same name
         method=method,
         base=_model(base) if method.startswith("refit-") else base,
-        seed=seed,
-        epochs=epochs,
-        rank=rank,
-        lr=lr,
-        batch_size=batch_size,
-        max_length=max_length,
-        mix=mix,
-        weak_limit=weak_limit,
-        sentiment_limit=sentiment_limit,
-        time_budget_min=time_budget_min,
         cache_dir=cache_dir or settings.home / "cache" / "embeddings",
-        exclude_targets=exclude_targets,
-        neutral_weight=neutral_weight,
+        **options,
     )
     out = Path(out or settings.model_path)
     try:

@@ -83,3 +83,16 @@ def test_train_cli_refuses_a_leaking_loto_run_at_once(tmp_path: Path):
         ["models", "train", "--exclude-target", "Joe Biden", "--base", str(tmp_path)],
     )
     assert result.exit_code == 2 and "from scratch" in result.output
+
+
+def test_train_cli_maps_every_option_onto_the_request(tmp_path: Path):
+    """Every option reaches TrainRequest by name (a bad mix is refused before training)."""
+    result = CliRunner().invoke(
+        main,
+        ["models", "train", "--mix", "0.5", "0.5", "0.5", "--out", str(tmp_path / "run"),
+         "--rank", "4", "--epochs", "1", "--lr", "0.001", "--max-length", "32",
+         "--weak-limit", "10", "--sentiment-limit", "10", "--time-budget-min", "1",
+         "--neutral-weight", "1.5", "--seed", "3", "--batch-size", "8"],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "add up to 1" in result.output
+    assert not (tmp_path / "run").exists()
