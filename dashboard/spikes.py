@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -205,9 +205,6 @@ class Drivers:
     cohorts: list[tuple[str, float, float]]  # cohort, share in spike, lift
     topics: list[tuple[str, float, float]]  # topic, share in spike, lift
     samples: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def summary(self) -> str:
         """One line for a table cell."""

@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -242,24 +241,6 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
 
 def _checkpoint(out_dir: Path, encoder: Encoder, heads: Heads) -> None:
     write_weights(out_dir / "checkpoint", heads, encoder)
-
-
-_SAMPLE = "the debate was great and i think he lied about the economy again lol"
-
-
-def throughput(cfg: LoraConfig, steps: int = 5) -> float:
-    """Training texts/s on this machine (to size a run); uses synthetic tweets."""
-    encoder = Encoder(max_length=cfg.max_length, lora_rank=cfg.rank, lora_alpha=cfg.alpha)
-    heads = Heads(dim=encoder.dim)
-    encoder.model.train()
-    words = _SAMPLE.split()
-    rng = np.random.default_rng(0)
-    texts = [" ".join(rng.choice(words, 28)) for _ in range(cfg.batch_size)]
-    start = time.time()
-    for _ in range(steps):
-        emb = encoder(encoder.tokenize(texts))
-        heads.sentiment(emb).sum().backward()
-    return cfg.batch_size * steps / (time.time() - start)
 
 
 def refit_stance_head(

@@ -25,11 +25,5 @@ AREA_MODULES = [
 def all_commands() -> list[click.Command]:
     commands: list[click.Command] = []
     for name in AREA_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # area not written yet
-                continue
-            raise
-        commands.extend(module.COMMANDS)
+        commands.extend(importlib.import_module(name).COMMANDS)
     return commands
