@@ -59,27 +59,31 @@ def test_version_and_targets(scorer):
     assert scorer.targets == TARGETS
 
 
-def test_sentiment_clear_cases(scorer):
-    pos, neg = scorer.score_texts(
-        [
-            "I absolutely love this, what a wonderful and happy day!",
-            "This is awful, I hate it, worst experience of my life.",
-        ]
-    )
-    assert pos["sentiment"]["label"] == "positive"
-    assert neg["sentiment"]["label"] == "negative"
-    assert pos["sentiment"]["scores"]["positive"] > neg["sentiment"]["scores"]["positive"]
-
-
-def test_emotion_clear_cases(scorer):
-    angry, sad = scorer.score_texts(
-        [
-            "I am so furious and angry right now, this is outrageous #rage",
-            "I miss her so much, I can't stop crying, so sad and lonely",
-        ]
-    )
-    assert angry["emotion"]["label"] == "anger"
-    assert sad["emotion"]["label"] == "sadness"
+@pytest.mark.parametrize(
+    ("task", "cases"),
+    [
+        (
+            "sentiment",
+            {
+                "I absolutely love this, what a wonderful and happy day!": "positive",
+                "This is awful, I hate it, worst experience of my life.": "negative",
+            },
+        ),
+        (
+            "emotion",
+            {
+                "I am so furious and angry right now, this is outrageous #rage": "anger",
+                "I miss her so much, I can't stop crying, so sad and lonely": "sadness",
+            },
+        ),
+    ],
+)
+def test_clear_cases(scorer, task: str, cases: dict[str, str]):
+    outputs = scorer.score_texts(list(cases))
+    assert [o[task]["label"] for o in outputs] == list(cases.values())
+    if task == "sentiment":
+        pos, neg = outputs
+        assert pos["sentiment"]["scores"]["positive"] > neg["sentiment"]["scores"]["positive"]
 
 
 def test_stance_towards_named_target(scorer):

@@ -20,18 +20,7 @@ from models.train import class_weights, fit_simple_head
 
 @pytest.fixture()
 def tiny_bert():
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=32,
-    )
-    return BertModel(config).eval()
+    return _fresh_tiny_bert()
 
 
 def test_lora_starts_as_identity_and_trains_only_adapters(tiny_bert):
@@ -76,7 +65,7 @@ def _trained_adapter(tiny_bert, steps: int = 3):
 def _fresh_tiny_bert():
     from transformers import BertConfig, BertModel
 
-    torch.manual_seed(0)  # the same base weights as the fixture
+    torch.manual_seed(0)  # the same base weights every time
     config = BertConfig(
         vocab_size=50,
         hidden_size=16,
