@@ -252,7 +252,12 @@ def convert_legacy(directory: Path) -> bool:
 def copy_model(source: Path, target: Path) -> list[str]:
     """Copy a whole model (weights as float16, manifest, side files) into ``target``,
     removing files of the previous model there that the new one lacks. Returns the names
-    copied. ``target`` must not be the packaged default (it ships read-only)."""
+    copied. ``target`` must not be the packaged default (it ships read-only).
+
+    Weights already in float16 are copied byte for byte, so the artifacts hash, and with it
+    the precision verdicts and the ONNX exports, carry over.
+    """
+    import torch
     from safetensors.torch import load_file, save_file
 
     source, target = Path(source), Path(target)
@@ -268,8 +273,10 @@ def copy_model(source: Path, target: Path) -> list[str]:
     for name in (*weights, MANIFEST, *SIDE_FILES):
         if not (source / name).exists():
             continue
-        if name.endswith(".safetensors"):
-            state = load_file(str(source / name))
+        state = load_file(str(source / name)) if name.endswith(".safetensors") else None
+        if state and any(
+            v.is_floating_point() and v.dtype != torch.float16 for v in state.values()
+        ):
             save_file(half_precision(state), str(target / name), metadata={"format": "pt"})
         else:
             shutil.copy2(source / name, target / name)

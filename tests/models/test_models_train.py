@@ -352,6 +352,7 @@ def test_promoted_model_is_what_the_scorer_loads_and_the_package_is_untouched(tm
         artifacts_hash,
         read_manifest,
         resolve,
+        weights_hash,
         write_calibration,
     )
     from models.config import ScorerConfig
@@ -374,6 +375,7 @@ def test_promoted_model_is_what_the_scorer_loads_and_the_package_is_untouched(tm
     scorer = load_scorer(config, targets=["Donald Trump"])
     assert artifacts_hash(model_dir) in scorer.version
     assert artifacts_hash(model_dir) != artifacts_hash(PACKAGED_DIR)
+    assert weights_hash(model_dir) == weights_hash(PACKAGED_DIR)  # float16 copied as is
     assert scorer.calibration == {"sentiment": {"temperature": 3.0}}
     assert {p.name: p.read_bytes() for p in PACKAGED_DIR.iterdir()} == packaged
 
