@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.paths import DEFAULT_SHARED_DATA
+
 # Runtime-precision pairs the scorer can run ("variants"), named as in the model version.
-VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8")
 # Short names a user sets; each maps onto one variant ("auto" is decided by a probe).
 PRECISION_ALIASES = {"fp32": "onnx-fp32", "bf16": "torch-bf16", "int8": "onnx-int8"}
 PRECISIONS = ("auto", *PRECISION_ALIASES, *VARIANTS)
@@ -32,6 +34,7 @@ class ScorerConfig:
     threads: int = 0  # 0: the runtime's default (all cores)
     chunk_size: int = 32  # texts per encoder call, after sorting a batch by token length
     runtime_dir: Path = field(default_factory=default_runtime_dir)  # exports + probe cache
+    data_dir: Path = DEFAULT_SHARED_DATA  # training texts that calibrate static int8
     hf_model: str | None = None  # opt-in Hugging Face sentiment classifier
     allow_hub_download: bool = False
 

@@ -249,6 +249,7 @@ class Settings(BaseSettings):
             threads=self.torch_threads,
             chunk_size=self.score_chunk_size,
             runtime_dir=self.score_runtime_dir,
+            data_dir=self.shared_data,
             hf_model=self.hf_model,
             allow_hub_download=self.allow_hub_download,
         )
