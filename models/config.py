@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.paths import DEFAULT_SHARED_DATA
+
 # Runtime-precision pairs the scorer can run ("variants"), named as in the model version.
-VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")
+VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8")
 # Short names a user sets; each maps onto one variant ("auto" is decided by a probe).
 PRECISION_ALIASES = {"fp32": "onnx-fp32", "bf16": "torch-bf16", "int8": "onnx-int8"}
 PRECISIONS = ("auto", *PRECISION_ALIASES, *VARIANTS)
@@ -35,6 +37,7 @@ class ScorerConfig:
     # Trained / promoted models; used when it holds one, else the packaged default
     # (models.artifact_store.resolve). None: always the packaged default.
     model_dir: Path | None = None
+    data_dir: Path = DEFAULT_SHARED_DATA  # training texts that calibrate static int8
     hf_model: str | None = None  # opt-in Hugging Face sentiment classifier
     allow_hub_download: bool = False
 

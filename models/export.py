@@ -1,25 +1,31 @@
-"""Export the trained encoder to ONNX (fp32 and int8), built on demand and cached.
+"""Export the trained encoder to ONNX (fp32, dynamic int8) and OpenVINO static int8,
+built on demand and cached.
 
 The graph holds the whole sentence encoder as the scorer uses it: MiniLM with the LoRA
 adapters merged, mean pooling over the attention mask and L2 normalisation, so its output
 is the embedding the heads read (``models.encoder.Encoder.forward``). The files (~90 MB
-fp32, ~23 MB int8) never go into the repository: they live under
+fp32, ~59 MB ORT int8, ~47 MB OpenVINO int8) never go into the repository: they live under
 ``<runtime_dir>/<artifacts hash>/`` and are rebuilt from the package weights whenever the
-artifacts change.
+artifacts change. The OpenVINO int8 file is calibrated on training-pool texts
+(:mod:`models.quantize`), so building it needs the labelled data.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.encoder import Encoder
 
 ONNX_FILES = {"onnx-fp32": "encoder-fp32.onnx", "onnx-int8": "encoder-int8.onnx"}
+# Static int8 (OpenVINO IR: the .xml names a .bin beside it), built from the fp32 ONNX file.
+OPENVINO_FILES = {"openvino-int8": "encoder-int8-nncf.xml"}
+EXPORT_FILES = {**ONNX_FILES, **OPENVINO_FILES}
 OPSET = 17
 
 
@@ -71,16 +77,26 @@ def quantize_int8(fp32: Path, out: Path) -> Path:
     return out
 
 
-def ensure_exported(variant: str, folder: Path, load_encoder: Callable[[], Encoder]) -> Path:
-    """Path of the ONNX file for ``variant`` in ``folder`` (one folder per artifacts hash),
-    exporting (and quantizing) it on first use from ``load_encoder()``.
+def ensure_exported(
+    variant: str,
+    folder: Path,
+    load_encoder: Callable[[], Encoder],
+    calibration: Callable[[], Sequence[dict[str, np.ndarray]]] | None = None,
+) -> Path:
+    """Path of the model file for ``variant`` in ``folder`` (one folder per artifacts hash),
+    exporting (and quantizing) it on first use from ``load_encoder()``; ``calibration()``
+    gives the model inputs static int8 is calibrated on (needed for ``openvino-int8``).
 
-    Files are written under a temporary name and renamed, so concurrent workers never read
-    a half-written model.
+    Files are written under a temporary name and renamed (the OpenVINO .bin before its
+    .xml), so concurrent workers never read a half-written model.
     """
-    target = folder / ONNX_FILES[variant]
+    from models.quantize import quantize_openvino_int8
+
+    target = folder / EXPORT_FILES[variant]
     if target.exists():
         return target
+    if variant in OPENVINO_FILES and calibration is None:
+        raise ValueError(f"{variant} is calibrated on training texts: pass calibration")
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / ONNX_FILES["onnx-fp32"]
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -88,4 +104,9 @@ def ensure_exported(variant: str, folder: Path, load_encoder: Callable[[], Encod
             os.replace(export_fp32(load_encoder(), Path(tmp) / "fp32.onnx"), fp32)
         if variant == "onnx-int8":
             os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx"), target)
+        elif variant in OPENVINO_FILES:
+            assert calibration is not None  # checked above
+            xml = quantize_openvino_int8(fp32, Path(tmp) / "int8.xml", calibration())
+            os.replace(xml.with_suffix(".bin"), target.with_suffix(".bin"))
+            os.replace(xml, target)
     return target

@@ -1,5 +1,6 @@
-"""Inference runtimes for the sentence encoder: torch (fp32 / bf16 autocast) and ONNX
-Runtime (fp32 / int8), behind one small interface, plus the probe that picks one per machine.
+"""Inference runtimes for the sentence encoder: torch (fp32 / bf16 autocast), ONNX
+Runtime (fp32 / dynamic int8) and OpenVINO (static int8, see :mod:`models.quantize`), behind
+one small interface, plus the probe that picks one per machine.
 
 Every runtime takes token ids + attention mask and returns the normalised sentence
 embeddings; :func:`embed_sorted` feeds it a batch sorted by token length in chunks (each
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +69,32 @@ class OnnxRuntime:
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         return self.session.run(None, feeds)[0]
+
+
+class OpenVinoRuntime:
+    """A static-int8 encoder (OpenVINO IR from :mod:`models.quantize`) on the CPU plugin.
+
+    Float parts run in fp32 (the plugin would pick bf16 on avx512_bf16 CPUs): the accuracy
+    gate measured the int8 graph with fp32 around it.
+    """
+
+    def __init__(self, path: Path, variant: str, *, threads: int = 0) -> None:
+        import openvino as ov
+
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads > 0:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.model = ov.Core().compile_model(str(path), "CPU", config)
+        self.output = self.model.output(0)
+        self.variant = variant
+        self._local = threading.local()  # an infer request is not thread-safe
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.model.create_infer_request()
+        result = request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
+        return np.array(result[self.output], dtype=np.float32)  # a copy: the request reuses it
 
 
 def tokenize_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
@@ -144,6 +172,14 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def openvino_available() -> bool:
+    """OpenVINO to run the static int8 encoder and NNCF to build it (looked up, not
+    imported: NNCF takes seconds to import)."""
+    from importlib.util import find_spec
+
+    return find_spec("openvino") is not None and find_spec("nncf") is not None
 
 
 # --- the probe: which allowed variant is fastest on this machine -------------------------

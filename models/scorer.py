@@ -6,7 +6,7 @@ sentiment, per-target stance, emotion and topic, each ``{"label", "scores"}``. I
 texts are served from a bounded LRU cache (retweets and copy-paste campaigns are common in
 a live stream). The encoder runs on the runtime/precision ``config.precision`` names
 (``auto``: the fastest allowed one on this machine, see :mod:`models.runtime`); the model
-version names it (``...+onnx-int8``).
+version names it (``...+openvino-int8``).
 
 Artifacts: a model folder as :mod:`models.artifact_store` reads and writes it (manifest,
 heads, optional peft LoRA adapters, calibration); which folder:
@@ -40,16 +40,18 @@ from models.config import PRECISION_ALIASES, ScorerConfig
 from models.cpu import cpu_has_bf16
 from models.data import EMOTION_LABELS, SENTIMENT_LABELS, STANCE_LABELS
 from models.encoder import Encoder
-from models.export import ONNX_FILES, ensure_exported
+from models.export import EXPORT_FILES, OPENVINO_FILES, ensure_exported
 from models.heads import Heads
 from models.paths import ARTIFACTS_DIR
 from models.runtime import (
     OnnxRuntime,
+    OpenVinoRuntime,
     SentenceEncoder,
     TorchRuntime,
     cached_probe,
     fastest,
     onnxruntime_available,
+    openvino_available,
     probe_key,
     probe_variants,
 )
@@ -328,8 +330,9 @@ def load_model(
 
 
 def allowed_variants(directory: Path = ARTIFACTS_DIR) -> list[str]:
-    """Variants 'auto' may pick: fp32 always; bf16 / int8 only where validation showed they
-    cost <= 0.5 point on every metric (the stored gate for these artifacts)."""
+    """Variants 'auto' may pick: fp32 always; bf16 / int8 (ORT dynamic, OpenVINO static)
+    only where validation showed they cost <= 0.5 point on every metric (the stored gate
+    for these artifacts)."""
     verdicts = runtime_gate(directory).get("variants", {})
     passed = {v for v, r in verdicts.items() if r.get("ok")}
     out = ["torch-fp32"]
@@ -339,6 +342,8 @@ def allowed_variants(directory: Path = ARTIFACTS_DIR) -> list[str]:
         out.append("onnx-fp32")
         if "onnx-int8" in passed:
             out.append("onnx-int8")
+    if openvino_available() and "openvino-int8" in passed:
+        out.append("openvino-int8")
     return out
 
 
@@ -356,21 +361,38 @@ def build_encoder(
         encoder, _heads, _meta = load_model(directory)
         runtime = TorchRuntime(encoder, bf16=variant == "torch-bf16")
         return SentenceEncoder.from_torch(runtime, encoder, config.chunk_size)
+    tokenizer = base_tokenizer()
+    max_length = int(meta.get("max_length", 64))
+    path = ensure_exported(
+        variant,
+        export_folder(config, directory),
+        lambda: load_model(directory)[0],
+        lambda: calibration_inputs(config, tokenizer, max_length),
+    )
+    runtime_class = OpenVinoRuntime if variant in OPENVINO_FILES else OnnxRuntime
+    return SentenceEncoder(
+        runtime_class(path, variant, threads=config.threads),
+        tokenizer,
+        max_length=max_length,
+        chunk_size=config.chunk_size,
+    )
+
+
+def base_tokenizer():
+    """The bundled MiniLM tokenizer, offline (the ONNX / OpenVINO encoders need only it)."""
     from transformers import AutoTokenizer
 
     from models.encoder import _offline_env, base_model_dir
 
-    path = ensure_exported(
-        variant, export_folder(config, directory), lambda: load_model(directory)[0]
-    )
     _offline_env()
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model_dir()), local_files_only=True)
-    return SentenceEncoder(
-        OnnxRuntime(path, variant, threads=config.threads),
-        tokenizer,
-        max_length=int(meta.get("max_length", 64)),
-        chunk_size=config.chunk_size,
-    )
+    return AutoTokenizer.from_pretrained(str(base_model_dir()), local_files_only=True)
+
+
+def calibration_inputs(config: ScorerConfig, tokenizer, max_length: int) -> list[dict]:
+    """Static int8's calibration inputs: seeded training-pool texts in sorted chunks."""
+    from models.quantize import calibration_feeds, calibration_texts
+
+    return calibration_feeds(tokenizer, calibration_texts(config.data_dir), max_length)
 
 
 def probe_file(config: ScorerConfig) -> Path:
@@ -401,7 +423,8 @@ def choose_variant(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> str
 
 
 def export_runtime(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> dict[str, Path]:
-    """Build every ONNX variant of these artifacts now (``swingdial models export``)."""
+    """Build every exported variant of these artifacts now (``swingdial models export``);
+    OpenVINO int8 only where OpenVINO + NNCF are installed."""
     folder = export_folder(config, directory)
     encoder: list[Encoder] = []
 
@@ -410,7 +433,12 @@ def export_runtime(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> dic
             encoder.append(load_model(directory)[0])
         return encoder[0]
 
-    return {v: ensure_exported(v, folder, load) for v in ONNX_FILES}
+    def calibration() -> list[dict]:
+        max_length = int(read_meta(directory).get("max_length", 64))
+        return calibration_inputs(config, base_tokenizer(), max_length)
+
+    variants = [v for v in EXPORT_FILES if v not in OPENVINO_FILES or openvino_available()]
+    return {v: ensure_exported(v, folder, load, calibration) for v in variants}
 
 
 def load_scorer(

@@ -371,9 +371,14 @@ class Settings(BaseSettings):
 
     def scorer_config(self) -> ScorerConfig:
         """What ``models.scorer.load_scorer`` needs from these settings."""
-        # The score section holds exactly ScorerConfig's fields (plus the stub switch).
+        # The score section holds ScorerConfig's fields (plus the stub switch).
         fields = self.score.model_dump(exclude={"stub"})
-        return ScorerConfig(targets=tuple(self.targets), model_dir=self.model_path, **fields)
+        return ScorerConfig(
+            targets=tuple(self.targets),
+            model_dir=self.model_path,
+            data_dir=self.shared_data,
+            **fields,
+        )
 
     @property
     def model_path(self) -> Path:

@@ -363,13 +363,14 @@ def bench_command(
 @click.option(
     "--validate",
     is_flag=True,
-    help="Also compare the int8 encoder with fp32 on the validation data and store the "
-    "verdict (<artifacts>/runtime.json) that lets precision 'auto' use it.",
+    help="Also compare the ONNX and OpenVINO int8 encoders with fp32 on the validation data "
+    "and store the verdicts (<artifacts>/runtime.json) that let precision 'auto' use them.",
 )
 @data_option
 def export_command(artifacts: Path | None, validate: bool, data: Path | None) -> None:
-    """Export the encoder (LoRA merged, pooling and normalisation inside) to ONNX fp32
-    and int8, into the runtime cache (score_runtime_dir/<artifacts hash>/).
+    """Export the encoder (LoRA merged, pooling and normalisation inside) to ONNX fp32,
+    ONNX dynamic int8 and OpenVINO static int8 (calibrated on training texts from --data),
+    into the runtime cache (score_runtime_dir/<artifacts hash>/).
 
     The scorer also exports on first use; run this to pay that cost ahead of time.
 
@@ -383,13 +384,18 @@ def export_command(artifacts: Path | None, validate: bool, data: Path | None) ->
     settings = get_settings()
     config = settings.scorer_config()
     directory = _model(artifacts)
-    for variant, path in export_runtime(config, directory).items():
-        click.echo(f"{variant}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if data:
+        config = replace(config, data_dir=Path(data))
+    exported = export_runtime(config, directory)
+    for variant, path in exported.items():
+        size = sum(p.stat().st_size for p in (path, path.with_suffix(".bin")) if p.exists())
+        click.echo(f"{variant}: {path} ({size / 1e6:.1f} MB)")
     if validate:
         from models.artifact_store import write_gate
         from models.runtime_check import validate as check
 
-        result = check(["onnx-fp32", "onnx-int8"], config, _data_root(data), directory)
+        variants = [v for v in ("onnx-fp32", "onnx-int8", "openvino-int8") if v in exported]
+        result = check(variants, config, _data_root(data), directory)
         for variant, row in result["variants"].items():
             verdict = "allowed" if row["ok"] else "not allowed"
             click.echo(f"{variant}: worst drop {row['worst_drop_points']:+.2f} points ({verdict})")

@@ -52,7 +52,7 @@ def test_output_shape_and_probabilities(scorer):
 def test_version_and_targets(scorer):
     assert re.fullmatch(
         r"minilm-l6\+(heads|lora)-\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}"
-        r"\+(torch-fp32|torch-bf16|onnx-fp32|onnx-int8)",
+        r"\+(torch-fp32|torch-bf16|onnx-fp32|onnx-int8|openvino-int8)",
         scorer.version,
     )
     assert scorer.version.endswith(scorer.variant)

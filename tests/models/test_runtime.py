@@ -18,7 +18,14 @@ import pytest
 from models.artifact_store import RUNTIME_GATE
 from models.config import PRECISIONS, ScorerConfig
 from models.paths import ARTIFACTS_DIR
-from models.runtime import cached_probe, embed_sorted, fastest, pad_chunk, probe_texts
+from models.runtime import (
+    cached_probe,
+    embed_sorted,
+    fastest,
+    openvino_available,
+    pad_chunk,
+    probe_texts,
+)
 from models.scorer import (
     allowed_variants,
     artifacts_hash,
@@ -55,10 +62,17 @@ def exported(config) -> dict[str, Path]:
 
 
 def test_export_builds_runnable_models_from_package_weights(exported):
-    assert set(exported) == {"onnx-fp32", "onnx-int8"}
+    int8 = {"onnx-int8", "openvino-int8"} if openvino_available() else {"onnx-int8"}
+    assert set(exported) == {"onnx-fp32"} | int8
     for path in exported.values():
         assert path.exists() and path.parent.name == artifacts_hash(ARTIFACTS_DIR)
-    assert exported["onnx-int8"].stat().st_size < 0.75 * exported["onnx-fp32"].stat().st_size
+    for variant in int8:
+        size = sum(
+            p.stat().st_size
+            for p in (exported[variant], exported[variant].with_suffix(".bin"))
+            if p.exists()
+        )
+        assert size < 0.75 * exported["onnx-fp32"].stat().st_size, variant
     assert not list(ROOT.glob("models/**/*.onnx"))  # never inside the package
 
 
@@ -84,8 +98,24 @@ def test_int8_labels_agree_with_fp32(config, exported):
     assert np.mean(stance) >= 0.85
 
 
+def test_openvino_int8_labels_agree_with_fp32(config, exported):
+    if "openvino-int8" not in exported:
+        pytest.skip("openvino/nncf not installed")
+    texts = TEXTS + probe_texts(120)
+    ref = load_scorer(config, precision="fp32").score_texts(texts)
+    got = load_scorer(config, precision="openvino-int8").score_texts(texts)
+    for task in ("sentiment", "emotion"):
+        agree = np.mean(
+            [a[task]["label"] == b[task]["label"] for a, b in zip(ref, got, strict=True)]
+        )
+        assert agree >= 0.9, (task, agree)
+
+
 def test_version_names_runtime_and_precision(config, exported):
-    for precision, variant in [("int8", "onnx-int8"), ("torch-fp32", "torch-fp32")]:
+    pairs = [("int8", "onnx-int8"), ("torch-fp32", "torch-fp32")]
+    if "openvino-int8" in exported:
+        pairs.append(("openvino-int8", "openvino-int8"))
+    for precision, variant in pairs:
         scorer = load_scorer(config, targets=["Donald Trump"], precision=precision)
         assert scorer.variant == variant
         assert scorer.version.endswith(f"+{variant}")

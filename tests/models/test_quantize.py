@@ -1,0 +1,135 @@
+"""Static int8 (models.quantize): calibration texts come from the training pool only, seeded,
+and the OpenVINO int8 export of a tiny encoder-like graph is deterministic, really int8,
+close to fp32, and scores each row on its own (fixed scales: no drift with chunk mates).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from models.data import OUT_OF_TIME_ORIGIN
+from models.quantize import calibration_feeds, calibration_texts, quantize_openvino_int8
+from models.runtime import OpenVinoRuntime, openvino_available
+
+pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino/nncf not installed")
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    root = tmp_path / "data"
+    sent = [
+        {"text": f"sent {i}", "label": "neutral", "origin": "twitter-2013train"} for i in range(80)
+    ]
+    sent += [
+        {"text": f"late {i}", "label": "neutral", "origin": OUT_OF_TIME_ORIGIN} for i in range(40)
+    ]
+    _write(root / "sentiment" / "train.jsonl", sent)
+    _write(
+        root / "emotion" / "train.jsonl", [{"text": f"emo {i}", "label": "joy"} for i in range(30)]
+    )
+    for name in ("pstance_train", "tweeteval_train"):
+        rows = [{"text": f"{name} {i}", "target": "Joe Biden", "label": "favor"} for i in range(30)]
+        _write(root / "stance" / f"{name}.jsonl", rows)
+    for task in ("sentiment", "emotion"):  # dev sets: must never be drawn
+        _write(root / task / "val.jsonl", [{"text": f"val {i}", "label": "joy"} for i in range(30)])
+    return root
+
+
+def test_calibration_texts_are_seeded_training_texts(data):
+    texts = calibration_texts(data, n=64, seed=0)
+    assert len(texts) == 64 == len(set(texts))
+    assert texts == calibration_texts(data, n=64, seed=0)
+    assert texts != calibration_texts(data, n=64, seed=1)
+    assert not any(t.startswith(("late", "val")) for t in texts)  # out-of-time and dev held out
+    kinds = [t.split()[0] for t in texts]
+    assert kinds.count("sent") == 32 and kinds.count("pstance_train") == 16
+
+
+class _Tokenizer:
+    def __call__(self, texts, truncation, max_length):
+        return {"input_ids": [[1 + len(w) for w in t.split()][:max_length] for t in texts]}
+
+
+def test_calibration_feeds_are_sorted_chunks_padded_to_their_longest():
+    texts = ["a b c d e", "a", "a b", "a b c", "a b c d e f g"]
+    feeds = calibration_feeds(_Tokenizer(), texts, max_length=6, chunk=2)
+    assert [f["input_ids"].shape for f in feeds] == [(2, 2), (2, 5), (1, 6)]
+    assert [f["attention_mask"].sum(1).tolist() for f in feeds] == [[1, 2], [3, 5], [6]]
+
+
+def _tiny_encoder(path: Path, vocab: int = 40, dim: int = 32, hidden: int = 64) -> Path:
+    """Embedding -> MatMul/Add/Relu/MatMul -> masked mean pool: the shape of the real graph."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "emb": rng.normal(0, 1, (vocab, dim)),
+        "w1": rng.normal(0, 0.3, (dim, hidden)),
+        "b1": rng.normal(0, 0.1, hidden),
+        "w2": rng.normal(0, 0.3, (hidden, dim)),
+    }
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+    nodes = [
+        helper.make_node("Gather", ["emb", "input_ids"], ["x"]),
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["y"]),
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["m", "two"], ["m3"]),
+        helper.make_node("Mul", ["y", "m3"], ["ym"]),
+        helper.make_node("ReduceSum", ["ym", "axis1"], ["s"], keepdims=0),
+        helper.make_node("ReduceSum", ["m", "axis1"], ["n"], keepdims=1),
+        helper.make_node("Div", ["s", "n"], ["embedding"]),
+    ]
+    inits.append(numpy_helper.from_array(np.array([2], np.int64), "two"))
+    ints = [
+        helper.make_tensor_value_info(n, TensorProto.INT64, ["b", "t"])
+        for n in ("input_ids", "attention_mask")
+    ]
+    out = [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["b", dim])]
+    graph = helper.make_graph(nodes, "tiny", ints, out, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _feeds(seed: int, n: int = 8) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    ids = [rng.integers(1, 40, int(rng.integers(3, 12))).tolist() for _ in range(n * 4)]
+    return calibration_feeds(lambda texts, **_: {"input_ids": texts}, ids, 16, chunk=4)
+
+
+def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    a = quantize_openvino_int8(fp32, tmp_path / "a.xml", _feeds(0))
+    b = quantize_openvino_int8(fp32, tmp_path / "b.xml", _feeds(0))
+    assert a.with_suffix(".bin").read_bytes() == b.with_suffix(".bin").read_bytes()
+    ir = a.read_text()
+    assert ir.count('type="FakeQuantize"') >= 2 and 'element_type="i8"' in ir  # int8 both sides
+
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    int8 = OpenVinoRuntime(a, "openvino-int8", threads=1)
+    feed = _feeds(5)[1]
+    want = ref.run(None, feed)[0]
+    got = int8(**feed)
+    cos = np.sum(want * got, 1) / np.linalg.norm(want, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99
+    # fixed (calibrated) scales: a row's output does not depend on the rows beside it,
+    # even a row of extreme tokens (dynamic int8 rescales the whole chunk for it)
+    row = {k: v[:1] for k, v in feed.items()}
+    loud = {k: v.copy() for k, v in feed.items()}
+    loud["input_ids"][1:] = 39
+    np.testing.assert_allclose(int8(**row)[0], got[0], atol=1e-5)
+    np.testing.assert_allclose(int8(**loud)[0], got[0], atol=1e-5)
