@@ -12,7 +12,14 @@ from pathlib import Path
 from models.paths import DEFAULT_SHARED_DATA
 
 # Runtime-precision pairs the scorer can run ("variants"), named as in the model version.
-VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8", "openvino-int8")
+VARIANTS = (
+    "torch-fp32",
+    "torch-bf16",
+    "onnx-fp32",
+    "onnx-int8",
+    "openvino-int8",
+    "openvino-bf16",
+)
 # Short names a user sets; each maps onto one variant ("auto" is decided by a probe).
 PRECISION_ALIASES = {"fp32": "onnx-fp32", "bf16": "torch-bf16", "int8": "onnx-int8"}
 PRECISIONS = ("auto", *PRECISION_ALIASES, *VARIANTS)

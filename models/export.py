@@ -23,8 +23,11 @@ import torch
 from models.encoder import Encoder
 
 ONNX_FILES = {"onnx-fp32": "encoder-fp32.onnx", "onnx-int8": "encoder-int8.onnx"}
-# Static int8 (OpenVINO IR: the .xml names a .bin beside it), built from the fp32 ONNX file.
-OPENVINO_FILES = {"openvino-int8": "encoder-int8-nncf.xml"}
+# Run by OpenVINO: static int8 (an IR whose .xml names a .bin beside it, built from the
+# fp32 ONNX file and calibrated on training texts), and bf16 (the fp32 ONNX file itself,
+# compiled with bf16 inference precision).
+OPENVINO_FILES = {"openvino-int8": "encoder-int8-nncf.xml", "openvino-bf16": "encoder-fp32.onnx"}
+CALIBRATED = {"openvino-int8"}
 EXPORT_FILES = {**ONNX_FILES, **OPENVINO_FILES}
 OPSET = 17
 
@@ -95,7 +98,7 @@ def ensure_exported(
     target = folder / EXPORT_FILES[variant]
     if target.exists():
         return target
-    if variant in OPENVINO_FILES and calibration is None:
+    if variant in CALIBRATED and calibration is None:
         raise ValueError(f"{variant} is calibrated on training texts: pass calibration")
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = folder / ONNX_FILES["onnx-fp32"]
@@ -104,7 +107,7 @@ def ensure_exported(
             os.replace(export_fp32(load_encoder(), Path(tmp) / "fp32.onnx"), fp32)
         if variant == "onnx-int8":
             os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx"), target)
-        elif variant in OPENVINO_FILES:
+        elif variant in CALIBRATED:
             assert calibration is not None  # checked above
             xml = quantize_openvino_int8(fp32, Path(tmp) / "int8.xml", calibration())
             os.replace(xml.with_suffix(".bin"), target.with_suffix(".bin"))

@@ -342,8 +342,8 @@ def allowed_variants(directory: Path = ARTIFACTS_DIR) -> list[str]:
         out.append("onnx-fp32")
         if "onnx-int8" in passed:
             out.append("onnx-int8")
-    if openvino_available() and "openvino-int8" in passed:
-        out.append("openvino-int8")
+    if openvino_available():
+        out += [v for v in ("openvino-int8", "openvino-bf16") if v in passed]
     return out
 
 

@@ -48,6 +48,10 @@ def _model(artifacts: Path | None) -> Path:
     return resolve(artifacts, get_settings().model_path)
 
 
+# What `models export --validate` compares with torch fp32 (the gate 'auto' reads).
+VALIDATED = ("onnx-fp32", "onnx-int8", "openvino-int8", "openvino-bf16")
+
+
 def data_option(command: Callable) -> Callable:
     return click.option(
         "--data", type=click.Path(path_type=Path), help="Labelled data (shared_data)."
@@ -394,7 +398,7 @@ def export_command(artifacts: Path | None, validate: bool, data: Path | None) ->
         from models.artifact_store import write_gate
         from models.runtime_check import validate as check
 
-        variants = [v for v in ("onnx-fp32", "onnx-int8", "openvino-int8") if v in exported]
+        variants = [v for v in VALIDATED if v in exported]
         result = check(variants, config, _data_root(data), directory)
         for variant, row in result["variants"].items():
             verdict = "allowed" if row["ok"] else "not allowed"

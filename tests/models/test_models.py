@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from models.config import VARIANTS
 from models.paths import ARTIFACTS_DIR
 from models.scorer import OTHER_TOPIC, load_scorer, map_sentiment_labels
 from stream.config import Settings
@@ -52,7 +53,7 @@ def test_output_shape_and_probabilities(scorer):
 def test_version_and_targets(scorer):
     assert re.fullmatch(
         r"minilm-l6\+(heads|lora)-\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}"
-        r"\+(torch-fp32|torch-bf16|onnx-fp32|onnx-int8|openvino-int8)",
+        r"\+(" + "|".join(VARIANTS) + ")",
         scorer.version,
     )
     assert scorer.version.endswith(scorer.variant)

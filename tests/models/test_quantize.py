@@ -133,3 +133,20 @@ def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):
     loud["input_ids"][1:] = 39
     np.testing.assert_allclose(int8(**row)[0], got[0], atol=1e-5)
     np.testing.assert_allclose(int8(**loud)[0], got[0], atol=1e-5)
+
+
+def test_openvino_bf16_runs_the_fp32_graph_close_to_fp32(tmp_path):
+    """openvino-bf16 compiles the fp32 ONNX file itself with bf16 precision: no second
+    export, outputs within bf16 rounding of the fp32 graph (where the CPU lacks bf16 the
+    plugin runs fp32 and the outputs are equal)."""
+    import onnxruntime as ort
+
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    bf16 = OpenVinoRuntime(fp32, "openvino-bf16", threads=1)
+    assert bf16.variant == "openvino-bf16"
+    feed = _feeds(3)[0]
+    want, got = ref.run(None, feed)[0], bf16(**feed)
+    cos = np.sum(want * got, 1) / np.linalg.norm(want, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.995
+    assert got.dtype == np.float32 and got.shape == want.shape

@@ -63,7 +63,10 @@ def exported(config) -> dict[str, Path]:
 
 def test_export_builds_runnable_models_from_package_weights(exported):
     int8 = {"onnx-int8", "openvino-int8"} if openvino_available() else {"onnx-int8"}
-    assert set(exported) == {"onnx-fp32"} | int8
+    openvino_bf16 = {"openvino-bf16"} if openvino_available() else set()
+    assert set(exported) == {"onnx-fp32"} | int8 | openvino_bf16
+    if openvino_bf16:  # bf16 runs the fp32 file itself: nothing more to export
+        assert exported["openvino-bf16"] == exported["onnx-fp32"]
     for path in exported.values():
         assert path.exists() and path.parent.name == artifacts_hash(ARTIFACTS_DIR)
     for variant in int8:
@@ -172,6 +175,13 @@ def test_probe_picks_an_allowed_variant_and_caches_it(config, exported, tmp_path
     assert "onnx-int8" in allowed_variants(artifacts)
     (artifacts / RUNTIME_GATE).write_text(json.dumps(gate | {"artifacts_hash": "0" * 8}))
     assert "onnx-int8" not in allowed_variants(artifacts)
+    # the OpenVINO variants compete only with a passing verdict of their own
+    both = {"openvino-bf16": {"ok": True}, "openvino-int8": {"ok": False}}
+    gate = {"artifacts_hash": artifacts_hash(artifacts), "variants": both}
+    (artifacts / RUNTIME_GATE).write_text(json.dumps(gate))
+    allowed = allowed_variants(artifacts)
+    assert "openvino-int8" not in allowed
+    assert ("openvino-bf16" in allowed) == openvino_available()
 
 
 def test_probe_skips_a_drifting_variant(tmp_path):
