@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from infra.net import NonLoopbackError, require_loopback
 
@@ -67,33 +67,21 @@ class BrokerError(RuntimeError):
     pass
 
 
-@dataclass
-class BrokerPaths:
+class BrokerPaths(NamedTuple):
+    """The files of one broker node (or of the shared classpath) under ``root``."""
+
     root: Path
+    data: Path
+    properties: Path
+    classpath: Path
+    classpath_stamp: Path
+    pid: Path
+    log: Path
 
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def properties(self) -> Path:
-        return self.root / "server.properties"
-
-    @property
-    def classpath(self) -> Path:
-        return self.root / "classpath.txt"
-
-    @property
-    def classpath_stamp(self) -> Path:
-        return self.root / "classpath.pom.sha256"
-
-    @property
-    def pid(self) -> Path:
-        return self.root / "broker.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "broker.log"
+    @classmethod
+    def under(cls, root: Path) -> BrokerPaths:
+        names = ("data", "server.properties", "classpath.txt", "classpath.pom.sha256")
+        return cls(root, *(root / n for n in (*names, "broker.pid", "broker.log")))
 
 
 def _host_port(bootstrap: str) -> tuple[str, int]:
@@ -198,7 +186,7 @@ class BrokerNode:
         self.spec = spec
         self.voters = voters
         self.heap = heap
-        self.paths = BrokerPaths(spec.root)
+        self.paths = BrokerPaths.under(spec.root)
 
     def pid(self) -> int | None:
         return _live_pid(self.paths.pid)
@@ -290,7 +278,7 @@ class Broker:
         voters = ",".join(f"{s.node_id}@{s.host}:{s.controller_port}" for s in specs)
         heap = settings.kafka.heap if count == 1 else settings.kafka.node_heap
         self.nodes = [BrokerNode(self.settings, spec, voters, heap) for spec in specs]
-        self.paths = BrokerPaths(settings.kafka_dir)  # shared: the resolved classpath
+        self.paths = BrokerPaths.under(settings.kafka_dir)  # shared: the resolved classpath
         first = specs[0]
         self.host, self.port = first.host, first.port
 
@@ -443,4 +431,4 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 def prefetch(kafka_dir: Path) -> None:
     """Resolve the broker's jars now (setup step), so the first start is quick."""
-    resolve_classpath(BrokerPaths(kafka_dir))
+    resolve_classpath(BrokerPaths.under(kafka_dir))

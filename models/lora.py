@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -243,15 +244,18 @@ def _checkpoint(out_dir: Path, encoder: Encoder, heads: Heads) -> None:
     write_weights(out_dir / "checkpoint", heads, encoder)
 
 
+@dataclass(frozen=True)
+class Refit:
+    """A head refit: the run whose head is re-trained, the labelled data, where to write."""
+
+    artifacts: Path
+    root: Path | str
+    out_dir: Path
+    seed: int = 13
+
+
 def refit_stance_head(
-    artifacts: Path,
-    root: Path | str,
-    out_dir: Path,
-    *,
-    seed: int = 13,
-    epochs: int = 12,
-    swap_share: float = 0.15,
-    weak_limit: int = 0,
+    run: Refit, *, epochs: int = 12, swap_share: float = 0.15, weak_limit: int = 0
 ) -> dict:
     """Re-train only the stance head, many epochs, on embeddings from the adapted encoder.
 
@@ -261,6 +265,7 @@ def refit_stance_head(
     without them the refitted head almost never calls a Trump post ``none`` (5% on the weak
     3-way dev set, where the labels say 47%).
     """
+    artifacts, root, seed = run.artifacts, run.root, run.seed
     from models.scorer import load_model
     from models.train import EmbeddingCache, fit_stance_head
 
@@ -277,30 +282,20 @@ def refit_stance_head(
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
         embed(sorted({ex.text for ex in stance} | {ex.target for ex in stance}))
     fit_stance_head(heads, embed, stance, epochs=epochs, seed=seed)
-    how = {
-        "epochs": epochs,
-        "rows": len(stance),
-        "swap_share": swap_share,
-        "weak_limit": weak_limit,
-    }
-    return _save_refit(out_dir, artifacts, meta, heads, encoder, root, "stance_head_refit", how)
+    return _save_refit(
+        run, meta, heads, encoder, "stance_head_refit",
+        epochs=epochs, rows=len(stance), swap_share=swap_share, weak_limit=weak_limit,
+    )  # fmt: skip
 
 
-def refit_sentiment_head(
-    artifacts: Path,
-    root: Path | str,
-    out_dir: Path,
-    *,
-    seed: int = 13,
-    epochs: int = 8,
-    neutral_weight: float = 1.0,
-) -> dict:
+def refit_sentiment_head(run: Refit, *, epochs: int = 8, neutral_weight: float = 1.0) -> dict:
     """Re-train only the sentiment head on embeddings from the run's (adapted) encoder.
 
     Like :func:`refit_stance_head`: the multi-task run sees each sentiment post about once;
     several epochs of the head on fixed embeddings are one encoding pass. The out-of-time
     dev origin stays held out.
     """
+    artifacts, root, seed = run.artifacts, run.root, run.seed
     from models.scorer import load_model
     from models.train import EmbeddingCache, fit_simple_head
 
@@ -320,13 +315,11 @@ def refit_sentiment_head(
         seed=seed,
         weight_scale=[1.0, neutral_weight, 1.0],
     )
-    how = {
-        "epochs": epochs,
-        "rows": len(texts),
-        "neutral_weight": neutral_weight,
-        "hold_out": OUT_OF_TIME_ORIGIN,
-    }
-    return _save_refit(out_dir, artifacts, meta, heads, encoder, root, "sentiment_head_refit", how)
+    return _save_refit(
+        run, meta, heads, encoder, "sentiment_head_refit",
+        epochs=epochs, rows=len(texts), neutral_weight=neutral_weight,
+        hold_out=OUT_OF_TIME_ORIGIN,
+    )  # fmt: skip
 
 
 # Figures that a head refit does not re-measure: carried over from the base run's metrics.
@@ -334,22 +327,17 @@ CARRIED_METRICS = ("loto", "loto_note", "loto_lora", "loto_lora_note", "cohort_b
 
 
 def _save_refit(
-    out_dir: Path,
-    artifacts: Path,
-    meta: dict,
-    heads: Heads,
-    encoder: Encoder,
-    root: Path | str,
-    name: str,
-    details: dict,
+    run: Refit, meta: dict, heads: Heads, encoder: Encoder, name: str, **details: Any
 ) -> dict:
-    """Evaluate a refit head, record how it was made, and save the run's artifacts."""
-    metrics = evaluate(heads, encoder.encode, root)
+    """Evaluate a refit head, record how it was made (``details`` under ``name`` in the
+    manifest's training info), and save the run's artifacts."""
+    metrics = evaluate(heads, encoder.encode, run.root)
     info = dict(meta.get("training", {}))
     info[name] = details
-    old = artifact_store.read_metrics(artifacts)
+    old = artifact_store.read_metrics(run.artifacts)
     metrics.update({key: old[key] for key in CARRIED_METRICS if key in old})
     save_artifacts(
-        out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=encoder.max_length
-    )
+        run.out_dir, heads, encoder=encoder, info=info, metrics=metrics,
+        max_length=encoder.max_length,
+    )  # fmt: skip
     return metrics

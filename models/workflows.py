@@ -72,21 +72,18 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
     if request.method == "frozen":
         return _train_frozen(request, root, out)
     if request.method == "refit-stance":
-        from models.lora import refit_stance_head
+        from models.lora import Refit, refit_stance_head
 
         assert request.base is not None
         return refit_stance_head(
-            request.base, root, out, seed=request.seed, weak_limit=request.weak_limit or 0
+            Refit(request.base, root, out, request.seed), weak_limit=request.weak_limit or 0
         )
     if request.method == "refit-sentiment":
-        from models.lora import refit_sentiment_head
+        from models.lora import Refit, refit_sentiment_head
 
         assert request.base is not None
         return refit_sentiment_head(
-            request.base,
-            root,
-            out,
-            seed=request.seed,
+            Refit(request.base, root, out, request.seed),
             epochs=int(request.epochs or 8),
             neutral_weight=request.neutral_weight,
         )

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -113,21 +113,15 @@ def dry_run_option(pacing: str = "") -> Callable:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same posts.")
 @click.option("--max-posts", type=click.IntRange(min=1), help="Stop after this many records.")
-@click.option("--from-min", type=click.FloatRange(min=0), default=0.0, help="Start minute.")
-@click.option("--to-min", type=click.FloatRange(min=0), help="Stop minute (default: the end).")
+@click.option(
+    "--from-min", "start_min", type=click.FloatRange(min=0), default=0.0, help="Start minute."
+)
+@click.option("--to-min", "end_min", type=click.FloatRange(min=0), help="Stop minute (or the end).")
 @click.option("--rate-scale", type=POSITIVE, default=1.0, help="Multiply the volume (load tests).")
 @click.option("--run-id", help="Run id (default: <event>-<UTC time>-<hex>).")
 @dry_run_option(", without pacing")
 def simulate_command(
-    event: str,
-    speed: float,
-    seed: int,
-    max_posts: int | None,
-    from_min: float,
-    to_min: float | None,
-    rate_scale: float,
-    run_id: str | None,
-    dry_run: str | None,
+    event: str, speed: float, run_id: str | None, dry_run: str | None, **window: Any
 ) -> None:
     """Simulate the live audience of an event and send its posts to Kafka.
 
@@ -157,16 +151,8 @@ def simulate_command(
     if problems:
         raise click.ClickException("event script is broken:\n  " + "\n  ".join(problems))
     run_id = run_id or new_run_id(loaded.id)
-    records = simulate(
-        loaded,
-        run_id,
-        seed=seed,
-        speed=speed,
-        max_posts=max_posts,
-        start_min=from_min,
-        end_min=to_min,
-        rate_scale=rate_scale,
-    )
+    # seed, max_posts, start_min, end_min, rate_scale: simulate()'s own parameter names
+    records = simulate(loaded, run_id, speed=speed, **window)
     _deliver(records, realtime=speed > 0 and not dry_run, dry_run=dry_run, run_id=run_id)
 
 
