@@ -5,8 +5,9 @@ untouched, to the dead-letter topic. Valid posts are scored in micro-batches (on
 pass per batch, in length-sorted chunks) on a thread, so the event loop keeps consuming and
 heart-beating while the model works; with ``worker_overlap`` batch N+1 is scored while
 batch N's outputs are still being delivered (``stream/overlap.py``). Offsets are
-acknowledged only after every output of a batch is delivered, in batch order: a worker killed mid-batch re-scores that batch on
-restart (at-least-once), and the sink stores each post once (it keys on run id + post id).
+acknowledged only after every output of a batch is delivered, in batch order: a worker
+killed mid-batch re-scores that batch on restart (at-least-once), and the sink stores each
+post once (it keys on run id + post id).
 """
 
 from __future__ import annotations
