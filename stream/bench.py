@@ -54,7 +54,7 @@ class PipelineResult:
     workers: int = 1  # worker processes (one consumer group); RSS "worker" is their sum
     threads: int = 0  # model threads per worker (0: the runtime's default, all cores)
     chunk_size: int = 32
-    overlap: bool = True
+    overlap: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
