@@ -351,10 +351,7 @@ class Settings(BaseSettings):
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` (flat names, as in the environment) validated in."""
-        values: dict[str, Any] = {}
-        for name, value in self.flat_items():
-            values[name] = value
-        return type(self)(**{**values, **changes})
+        return type(self)(**{**dict(self.flat_items()), **changes})
 
     def flat_items(self) -> list[tuple[str, Any]]:
         """Every setting as (flat name, value): ``kafka_bootstrap``, ``home``, ..."""

@@ -40,14 +40,6 @@ def scorer():
     )
 
 
-@pytest.fixture(scope="module")
-def data_root():
-    root = Settings().shared_data
-    if not (root / "stance" / "pstance_val.jsonl").exists():
-        pytest.skip(f"labelled data not found in {root} (set SWINGDIAL_SHARED_DATA)")
-    return root
-
-
 @pytest.mark.parametrize(
     ("bio", "label", "phrase"),
     [

@@ -26,14 +26,6 @@ def scorer():
     return load_scorer(Settings(score_cache_size=8, score_threads=2), targets=TARGETS)
 
 
-@pytest.fixture(scope="module")
-def data_root():
-    root = Settings().shared_data
-    if not (root / "sentiment" / "val.jsonl").exists():
-        pytest.skip(f"labelled data not found in {root} (set SWINGDIAL_SHARED_DATA)")
-    return root
-
-
 # --- scorer contract -------------------------------------------------------------------
 
 

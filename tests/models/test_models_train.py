@@ -388,16 +388,6 @@ def test_continuing_from_a_folder_without_a_model_is_an_error_not_a_fresh_start(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.fixture(scope="module")
-def data_root():
-    from stream.config import Settings
-
-    root = Settings().shared_data
-    if not (root / "sentiment" / "train.jsonl").exists():
-        pytest.skip(f"labelled data not found in {root} (set SWINGDIAL_SHARED_DATA)")
-    return root
-
-
 def test_out_of_time_dev_set_is_held_out_of_training(data_root):
     from models.data import (
         OUT_OF_TIME_DEV_N,
