@@ -23,6 +23,8 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
         f"{', ' + str(training.get('steps_done')) + ' steps' if 'steps_done' in training else ''}"
         ").",
         "",
+        _runtime_line(metrics),
+        "",
         "| task | metric (validation split) | value |",
         "|---|---|---|",
         f"| sentiment | macro-averaged recall (TweetEval val, n={s['n']}) | "
@@ -208,6 +210,19 @@ def _calibration_table(report: dict, params: dict) -> list[str]:
         )
     lines += ["", "![reliability per head, before and after](artifacts/reliability.png)"]
     return lines
+
+
+def _runtime_line(metrics: dict) -> str:
+    """Which runtime the figures come from (the issue: the card measures what ships)."""
+    runtime = metrics.get("runtime", "torch-fp32 (recorded before evaluation named its runtime)")
+    calibrated = metrics.get("calibration_runtime")
+    line = f"Figures below are encoded on **{runtime}**"
+    if calibrated:
+        line += f"; calibration was fitted on {calibrated} logits"
+    return line + (
+        " (`swingdial models eval` and `calibrate` encode on the runtime the worker picks on "
+        "that machine unless `--precision` names another)."
+    )
 
 
 def rendered_card(directory: Path = ARTIFACTS_DIR, card: Path = CARD) -> str:

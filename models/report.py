@@ -18,6 +18,8 @@ def _recall(recall: dict[str, float], digits: int = 3) -> str:
 def metrics_report(m: dict[str, Any]) -> str:
     """Every metric a model's metrics.json holds, as a few short tables and lines."""
     out: list[str] = []
+    if "runtime" in m:
+        out.append(f"encoded on {m['runtime']} (the runtime these figures come from)")
     rows = []
     for key, name in (("sentiment", "TweetEval val (same pool as training)"),
                       ("sentiment_oot", "out-of-time dev")):  # fmt: skip

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from models import artifact_store
+from models.config import ScorerConfig
 from models.evaluate import (
     DevSet,
     dev_logits,
@@ -26,7 +27,7 @@ from models.evaluate import (
     oot_held_out,
     save_dev_logits,
 )
-from models.scorer import load_model, model_version
+from models.scorer import build_encoder, choose_variant, load_heads, model_version, read_meta
 
 METHODS = ("lora", "frozen", "refit-stance", "refit-sentiment")
 LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
@@ -132,11 +133,25 @@ def _train_frozen(request: TrainRequest, root: Path, out: Path) -> dict[str, Any
     return metrics
 
 
-def dev_sets(directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path) -> dict:
-    """Dev-set logits of a run, cached under ``cache_root`` by its weights and the data
-    folder (encode once; evaluation and calibration share them)."""
+def load_on_runtime(directory: Path, config: ScorerConfig) -> tuple[Any, Any, dict, str]:
+    """The model as the worker runs it: (encoder, heads, manifest, variant), the variant
+    being what ``config.precision`` picks here ('auto': the fastest the gate allows), so
+    the figures a model is judged by come from the runtime that ships."""
+    meta = read_meta(directory)
+    variant = choose_variant(config, directory)
+    encoder = build_encoder(variant, config, directory, meta)
+    return encoder, load_heads(directory, meta), meta, variant
+
+
+def dev_sets(
+    directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path, variant: str
+) -> dict:
+    """Dev-set logits of a run on one runtime variant, cached under ``cache_root`` by its
+    weights, the variant and the data folder (encode once; evaluation and calibration
+    share them)."""
     digest = hashlib.sha256(str(Path(root).resolve()).encode())
     digest.update(artifact_store.weights_hash(directory).encode())
+    digest.update(variant.encode())
     cache = cache_root / digest.hexdigest()[:16]
     sets: dict[str, DevSet] | None = load_dev_logits(cache)
     if sets is None:
@@ -152,21 +167,27 @@ def check_held_out(runs: tuple[Path, ...]) -> None:
 
 
 def evaluate_model(
-    directory: Path, root: Path, cache_root: Path, held_out: tuple[Path, ...] = ()
+    directory: Path,
+    root: Path,
+    cache_root: Path,
+    held_out: tuple[Path, ...] = (),
+    *,
+    config: ScorerConfig,
 ) -> tuple[dict[str, Any], Any, Any]:
-    """Every dev-set metric of the model in ``directory`` (with its calibration), plus the
-    leave-one-target-out scores of ``held_out`` runs. Returns (metrics, encoder, heads) so a
-    caller can run further checks on the same model."""
+    """Every dev-set metric of the model in ``directory`` (with its calibration) on the
+    runtime ``config`` picks, plus the leave-one-target-out scores of ``held_out`` runs.
+    Returns (metrics, encoder, heads) so a caller can run further checks on the same model."""
     check_held_out(held_out)
-    encoder, heads, meta = load_model(directory)
+    encoder, heads, meta, variant = load_on_runtime(directory, config)
     metrics = evaluate(
         heads,
         encoder.encode,
         root,
         calibration=artifact_store.read_calibration(directory),
-        sets=dev_sets(directory, encoder, heads, root, cache_root),
+        sets=dev_sets(directory, encoder, heads, root, cache_root, variant),
     )
     metrics["model_version"] = model_version(directory, meta)
+    metrics["runtime"] = variant
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
     if held_out:
         old = artifact_store.read_metrics(directory)
@@ -185,18 +206,20 @@ def save_metrics(directory: Path, metrics: dict[str, Any]) -> Path:
 
 
 def calibrate_model(
-    directory: Path, root: Path, cache_root: Path, *, balanced: bool = True
+    directory: Path, root: Path, cache_root: Path, *, config: ScorerConfig, balanced: bool = True
 ) -> tuple[dict, dict, Path]:
-    """Fit per-head temperature (+ sentiment bias) on the dev sets and store it with the
-    model, the before/after calibration error in metrics.json and a reliability plot.
-    Returns (parameters, report, path of calibration.json)."""
+    """Fit per-head temperature (+ sentiment bias) on the dev-set logits of the runtime
+    ``config`` picks, store it with the model, the before/after calibration error in
+    metrics.json and a reliability plot. Returns (parameters, report, calibration.json)."""
     from models.calibration import reliability_png
 
-    encoder, heads, _ = load_model(directory)
-    sets = dev_sets(directory, encoder, heads, root, cache_root)
+    encoder, heads, _, variant = load_on_runtime(directory, config)
+    sets = dev_sets(directory, encoder, heads, root, cache_root, variant)
     params, report = fit_calibration(sets, balanced=balanced)
     written = artifact_store.write_calibration(directory, params)
-    artifact_store.update_metrics(directory, {"calibration": report})
+    artifact_store.update_metrics(
+        directory, {"calibration": report, "calibration_runtime": variant}
+    )
     reliability_png(
         {head: r["reliability"] for head, r in report.items()},
         artifact_store.reliability_path(directory),

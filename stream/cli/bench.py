@@ -60,7 +60,8 @@ def bench_group() -> None:
 @click.option(
     "--overlap/--no-overlap",
     default=None,
-    help="Score the next batch while the last one is delivered (default: the setting, on).",
+    help="Score the next batch while the last one is delivered "
+    "(default: SWINGDIAL_WORKER_OVERLAP, off).",
 )
 @click.option(
     "--baseline-posts",

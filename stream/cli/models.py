@@ -67,6 +67,21 @@ def artifacts_option(what: str) -> Callable[[Callable], Callable]:
     )
 
 
+def precision_option(help_text: str) -> Callable[[Callable], Callable]:
+    """``--precision``: which runtime variant runs the encoder (default: the settings')."""
+    return click.option(
+        "--precision", type=click.Choice(list(PRECISIONS)), default=None, help=help_text
+    )
+
+
+def _runtime_config(precision: str | None, data: Path | None) -> Any:
+    """The scorer configuration the worker would use, with --precision / --data applied."""
+    config = get_settings().scorer_config()
+    if precision:
+        config = replace(config, precision=precision)
+    return replace(config, data_dir=_data_root(data))
+
+
 def _cache_root() -> Path:
     """Where dev-set logits are cached (encode once, evaluate and calibrate many times)."""
     return get_settings().home / "cache" / "dev-logits"
@@ -220,6 +235,10 @@ def train_command(
     help="A run trained with --exclude-target: record its score on the left-out target "
     "(leave-one-target-out) in these metrics. Repeatable.",
 )
+@precision_option(
+    "Runtime the dev sets are encoded on (default: the settings' score precision, i.e. "
+    "what the worker runs here; 'auto' picks the fastest the runtime gate allows)."
+)
 def eval_command(
     data: Path | None,
     artifacts: Path | None,
@@ -227,6 +246,7 @@ def eval_command(
     as_json: bool,
     event_id: str | None,
     held_out: tuple[Path, ...],
+    precision: str | None,
 ) -> None:
     """Evaluate the trained models on the validation splits and print the field's metrics.
 
@@ -240,6 +260,7 @@ def eval_command(
       SWINGDIAL_SHARED_DATA=/data/labelled swingdial models eval --json
       swingdial models eval --event trump-musk-2024
       swingdial models eval --held-out /tmp/loto-biden --held-out /tmp/loto-trump
+      swingdial models eval --precision torch-fp32   # the training-time reference
     """
     from models.report import metrics_report
     from models.workflows import evaluate_model, save_metrics, set_threads
@@ -249,7 +270,11 @@ def eval_command(
     directory = _model(artifacts)
     try:
         metrics, encoder, heads = evaluate_model(
-            directory, _data_root(data), _cache_root(), held_out
+            directory,
+            _data_root(data),
+            _cache_root(),
+            held_out,
+            config=_runtime_config(precision, data),
         )
     except (ValueError, FileNotFoundError) as exc:
         raise click.BadParameter(str(exc), param_hint="--held-out") from exc
@@ -278,7 +303,10 @@ def eval_command(
     help="Sentiment bias: class-balanced NLL (aims at macro-recall) or plain NLL (the "
     "out-of-time class mix).",
 )
-def calibrate_command(data: Path | None, artifacts: Path | None, objective: str) -> None:
+@precision_option("Runtime whose dev-set logits are calibrated (default: the worker's).")
+def calibrate_command(
+    data: Path | None, artifacts: Path | None, objective: str, precision: str | None
+) -> None:
     """Fit per-head temperature (+ sentiment class-prior bias) on the dev sets.
 
     Writes <artifacts>/calibration.json (read by the scorer), the before/after expected
@@ -296,7 +324,11 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
 
     set_threads(get_settings().score.threads or 2)
     params, report, written = calibrate_model(
-        _model(artifacts), _data_root(data), _cache_root(), balanced=objective == "balanced"
+        _model(artifacts),
+        _data_root(data),
+        _cache_root(),
+        config=_runtime_config(precision, data),
+        balanced=objective == "balanced",
     )
     click.echo(calibration_report(params, report))
     click.echo(f"calibration written to {written}")
@@ -306,12 +338,7 @@ def calibrate_command(data: Path | None, artifacts: Path | None, objective: str)
 @click.option("--batch", default=64, show_default=True)
 @click.option("--batches", default=10, show_default=True)
 @artifacts_option("")
-@click.option(
-    "--precision",
-    type=click.Choice(list(PRECISIONS)),
-    default=None,
-    help="Runtime/precision (default: settings' score_precision).",
-)
+@precision_option("Runtime/precision (default: the settings' score precision).")
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's).")
 @click.option(
     "--compare",

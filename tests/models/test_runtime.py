@@ -124,6 +124,19 @@ def test_version_names_runtime_and_precision(config, exported):
         assert scorer.version.endswith(f"+{variant}")
 
 
+def test_eval_encodes_on_the_runtime_the_worker_would_pick(config, exported):
+    """`models eval` / `calibrate` judge the model on the variant the config picks."""
+    from models.workflows import load_on_runtime
+
+    encoder, heads, meta, variant = load_on_runtime(
+        ARTIFACTS_DIR, replace(config, precision="fp32")
+    )
+    assert variant == encoder.runtime.variant == "onnx-fp32"
+    assert meta["max_length"] == 64 and heads.dim == 384
+    reference = build_encoder("torch-fp32", config).encode(TEXTS)
+    np.testing.assert_allclose(encoder.encode(TEXTS), reference, atol=1e-4)
+
+
 def test_sorted_chunks_restore_input_order():
     ids = [[7] * n for n in (5, 1, 9, 3, 3, 12, 2)]
     widths = []
