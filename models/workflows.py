@@ -28,7 +28,7 @@ from models.evaluate import (
 )
 from models.scorer import load_model, model_version
 
-METHODS = ("lora", "frozen", "refit-stance", "refit-sentiment")
+METHODS = ("lora", "full", "frozen", "refit-stance", "refit-sentiment")
 LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
 
 
@@ -37,11 +37,12 @@ class TrainRequest:
     """A training run; ``None`` means the method's default."""
 
     method: str = "lora"
-    base: Path | None = None  # refit-*: the run to refit; lora: a run to continue from
+    base: Path | None = None  # refit-*: the run to refit; lora / full: a run to continue from
     seed: int = 13
     epochs: float | None = None
     rank: int = 8
-    lr: float | None = None
+    lora_alpha: float | None = None
+    lr: float | None = None  # lora: adapters; full: the encoder weights
     batch_size: int = 32
     max_length: int | None = None
     mix: tuple[float, float, float] | None = None
@@ -91,6 +92,7 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
 
     cfg = LoraConfig(
         seed=request.seed,
+        method=request.method,
         rank=request.rank,
         batch_size=request.batch_size,
         time_budget_min=request.time_budget_min,
@@ -100,7 +102,8 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
     given = {
         "warm_start": str(request.base) if request.base is not None else None,
         "epochs": request.epochs,
-        "lr": request.lr,
+        "encoder_lr" if request.method == "full" else "lr": request.lr,
+        "alpha": request.lora_alpha,
         "max_length": request.max_length,
         "mix": request.mix,
         "weak_limit": request.weak_limit,
