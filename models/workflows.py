@@ -207,6 +207,33 @@ def calibrate_model(
     return params, report, written
 
 
+def compress_model(source: Path, out: Path, form: str, rank: int = 32) -> dict[str, Any]:
+    """Re-store a fully fine-tuned model's encoder delta in ``form`` (fp16 / svd / int8,
+    ``models.delta``) in ``out``: same heads and manifest, no metrics or calibration (the
+    compressed encoder must be re-evaluated). Returns the form and the file's size."""
+    from models.delta import decode_delta, encode_delta
+
+    if artifact_store.is_packaged(out):
+        raise ValueError("the packaged default is read-only; write to the model directory")
+    stored = artifact_store.read_encoder_delta(source)
+    if stored is None:
+        raise ValueError(f"{source} holds no encoder delta (not a --method full run)")
+    settings = {"form": form, **({"rank": rank} if form == "svd" else {})}
+    packed = encode_delta(decode_delta(stored[1]), form, rank)
+    manifest = artifact_store.read_manifest(source)
+    manifest["training"] = manifest.get("training", {}) | {
+        "encoder_delta_from": {"source": str(source), **stored[0]}
+    }
+    artifact_store.write_model(
+        out,
+        artifact_store.read_heads_state(source),
+        manifest,
+        encoder_delta=(settings, packed),
+    )
+    size = (Path(out) / artifact_store.ENCODER_DELTA).stat().st_size
+    return settings | {"bytes": size}
+
+
 def set_threads(threads: int) -> None:
     """torch intra-op threads for training and evaluation (0: leave the default)."""
     if threads > 0:

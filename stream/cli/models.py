@@ -204,6 +204,30 @@ def train_command(
     click.echo(f"artifacts written to {out}")
 
 
+@models_group.command("compress")
+@click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--form", type=click.Choice(["fp16", "svd", "int8"]), default="svd", show_default=True
+)
+@click.option("--rank", default=32, show_default=True, help="svd: rank kept per weight matrix.")
+def compress_command(source: Path, out: Path, form: str, rank: int) -> None:
+    """Store a --method full run's encoder delta in a smaller form (then evaluate it).
+
+    \b
+    Examples:
+      swingdial models compress /tmp/full --form svd --rank 32 --out /tmp/full-svd32
+      swingdial models eval --artifacts /tmp/full-svd32 --no-write
+    """
+    from models.workflows import compress_model
+
+    try:
+        result = compress_model(source, out, form, rank)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"encoder delta {result} written to {out}")
+
+
 @models_group.command("eval")
 @data_option
 @artifacts_option("to evaluate")
