@@ -160,3 +160,17 @@ def test_a_full_fine_tuning_run_saved_and_loaded_gives_the_same_embeddings(tmp_p
     small, _, _ = load_model(tmp_path / "svd")
     cosine = (small.encode(texts) * want).sum(1)
     assert cosine.min() > 0.99
+
+
+def test_compress_refuses_a_run_without_an_encoder_delta(tmp_path):
+    from click.testing import CliRunner
+
+    from stream.cli.models import models_group
+
+    artifact_store.write_model(tmp_path / "lora", {"w": torch.ones(3)}, {"lora": None})
+    result = CliRunner().invoke(
+        models_group, ["compress", str(tmp_path / "lora"), "--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 2
+    assert "no encoder delta" in result.output
+    assert not (tmp_path / "out").exists()
