@@ -115,11 +115,14 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         heads.load_state_dict(artifact_store.read_heads_state(warm))
         adapter = artifact_store.read_adapter(warm)
         delta = artifact_store.read_encoder_delta(warm)
-        if (adapter is not None and full) or (delta is not None and not full):
-            raise ValueError(f"{warm} was not trained with --method {cfg.method}")
+        if delta is not None and not full:
+            raise ValueError(f"{warm} was not trained with --method lora")
         if delta is not None:
             encoder.apply_delta(*delta)
-        if adapter is not None:
+        if adapter is not None and full:
+            # Continue a LoRA run with full fine-tuning: its adapters merged into the weights.
+            encoder.model.load_state_dict(_merged_lora_state(cfg.max_length, *adapter))
+        elif adapter is not None:
             settings, state = adapter
             if settings["rank"] != cfg.rank:
                 raise ValueError(f"{warm} has LoRA rank {settings['rank']}, not {cfg.rank}")
@@ -259,6 +262,16 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=cfg.max_length
     )
     return metrics
+
+
+def _merged_lora_state(
+    max_length: int, settings: dict, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The plain encoder's weights with a LoRA run's adapters folded in."""
+    lora = Encoder(max_length=max_length, lora_rank=settings["rank"], lora_alpha=settings["alpha"])
+    lora.load_lora(state)
+    lora.merge_lora()
+    return lora.model.state_dict()
 
 
 def _keep_delta(encoder: Encoder, base_state: dict[str, torch.Tensor]) -> None:
