@@ -9,6 +9,9 @@ A model folder holds:
 - ``adapter_config.json`` + ``adapter_model.safetensors``: LoRA adapters in peft's standard
   format (``peft.PeftModel.from_pretrained(bert, folder)`` loads them), when trained with
   LoRA;
+- ``encoder_delta.safetensors``: a fully fine-tuned encoder as its weight delta to the base
+  (``models.delta``: float16, truncated SVD or int8 per row; the manifest's
+  ``encoder_delta`` says which), when trained with ``--method full``;
 - side files: ``calibration.json`` (part of the model: it changes the probabilities),
   ``metrics.json``, ``cohort_confusion.json``, ``runtime.json`` (precision verdicts, keyed
   on the artifacts hash) and ``reliability.png``.
@@ -41,6 +44,7 @@ HEADS = "heads.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"  # peft's CONFIG_NAME
 ADAPTER_WEIGHTS = "adapter_model.safetensors"  # peft's SAFETENSORS_WEIGHTS_NAME
 LEGACY_LORA = "lora.safetensors"  # format 1: the hand-written LoRA's keys
+ENCODER_DELTA = "encoder_delta.safetensors"  # full fine-tuning: fine-tuned - base weights
 CALIBRATION = "calibration.json"
 METRICS = "metrics.json"
 CONFUSION = "cohort_confusion.json"
@@ -191,6 +195,21 @@ def write_adapter(directory: Path, model: nn.Module) -> list[str]:
     return [ADAPTER_CONFIG, ADAPTER_WEIGHTS]
 
 
+def read_encoder_delta(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """``(settings, packed delta)`` of a fully fine-tuned model, None for the others.
+
+    ``settings``: ``form`` (fp16 / svd / int8) and ``rank`` (svd), from the manifest; the
+    packed tensors decode with ``models.delta.decode_delta``.
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    settings = read_manifest(directory).get("encoder_delta")
+    if not settings:
+        return None
+    return dict(settings), load_file(str(directory / ENCODER_DELTA))
+
+
 def _remove(directory: Path, names: list[str] | tuple[str, ...]) -> None:
     for name in names:
         (Path(directory) / name).unlink(missing_ok=True)
@@ -203,22 +222,30 @@ def write_model(
     *,
     adapter: nn.Module | None = None,
     extra_weights: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    encoder_delta: tuple[dict, Mapping[str, torch.Tensor]] | None = None,
 ) -> dict:
-    """Write a whole model: heads, adapters (a peft model, or None), any further weight
-    files (``{file name: state dict}``) and the manifest listing them. Stale weights of a
-    previous model in the folder are removed. Returns the manifest written."""
+    """Write a whole model: heads, adapters (a peft model, or None), a fully fine-tuned
+    encoder's ``(settings, packed delta)`` (or None), any further weight files (``{file
+    name: state dict}``) and the manifest listing them. Stale weights of a previous model
+    in the folder are removed. Returns the manifest written."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
     write_heads_state(directory, heads_state)
     files = [HEADS]
-    _remove(directory, (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LEGACY_LORA))
+    _remove(directory, (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LEGACY_LORA, ENCODER_DELTA))
     if adapter is not None:
         files += write_adapter(directory, adapter)
+    rest = {k: v for k, v in manifest.items() if k not in ("format", "files", "encoder_delta")}
+    if encoder_delta is not None:
+        settings, packed = encoder_delta
+        # stored as given: float16 / int8 already, so a refit re-writes it byte for byte
+        save_file(dict(packed), str(directory / ENCODER_DELTA), metadata={"format": "pt"})
+        files.append(ENCODER_DELTA)
+        rest["encoder_delta"] = dict(settings)
     for name, state in (extra_weights or {}).items():
         save_file(half_precision(state), str(directory / name))
         files.append(name)
-    rest = {k: v for k, v in manifest.items() if k not in ("format", "files")}
     manifest = {"format": FORMAT, **rest, "files": files}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -268,7 +295,7 @@ def copy_model(source: Path, target: Path) -> list[str]:
     target.mkdir(parents=True, exist_ok=True)
     if has_model(target):
         _remove(target, weight_files(target))
-    _remove(target, (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LEGACY_LORA, *SIDE_FILES))
+    _remove(target, (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LEGACY_LORA, ENCODER_DELTA, *SIDE_FILES))
     copied = []
     for name in (*weights, MANIFEST, *SIDE_FILES):
         if not (source / name).exists():

@@ -17,9 +17,16 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
     """Markdown tables of every metric in metrics.json."""
     s, e = metrics["sentiment"], metrics["emotion"]
     training = meta.get("training", {})
+    encoder = (
+        f"LoRA rank {meta['lora']['rank']}"
+        if meta.get("lora")
+        else f"fully fine-tuned, delta stored as {meta['encoder_delta'].get('form')}"
+        if meta.get("encoder_delta")
+        else "frozen encoder"
+    )
     lines = [
         f"Model version: `{version}` (trained {meta.get('trained_at', '?')}, "
-        f"{'LoRA rank ' + str(meta['lora']['rank']) if meta.get('lora') else 'frozen encoder'}"
+        f"{encoder}"
         f"{', ' + str(training.get('steps_done')) + ' steps' if 'steps_done' in training else ''}"
         ").",
         "",

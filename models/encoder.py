@@ -136,6 +136,9 @@ class Encoder(nn.Module):
         if lora_rank > 0:
             self.model = add_lora(self.model, lora_rank, lora_alpha, lora_dropout)
         self.dim = int(self.model.config.hidden_size)
+        # (settings, packed delta) of a fully fine-tuned encoder (models.delta), kept as
+        # loaded so that a head refit stores it unchanged.
+        self.delta: tuple[dict, dict[str, torch.Tensor]] | None = None
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
@@ -185,6 +188,23 @@ class Encoder(nn.Module):
         """Fold the adapters into the weights (inference only; see :func:`merge_lora`)."""
         self.model = merge_lora(self.model)
         self.lora_rank = 0
+
+    def unfreeze(self) -> None:
+        """Make every encoder weight trainable (full fine-tuning; no adapters)."""
+        if self.lora_rank:
+            raise ValueError("full fine-tuning needs an encoder without LoRA adapters")
+        for param in self.model.parameters():
+            param.requires_grad_(True)
+
+    def apply_delta(self, settings: dict, packed: dict[str, torch.Tensor]) -> None:
+        """Add a stored weight delta (``models.artifact_store.read_encoder_delta``) to the
+        base weights: the fully fine-tuned encoder, at the frozen encoder's cost."""
+        from models.delta import apply_delta, decode_delta
+
+        if self.lora_rank:
+            raise ValueError("an encoder delta applies to the plain encoder, not to LoRA")
+        apply_delta(self.model, decode_delta(packed))
+        self.delta = (dict(settings), dict(packed))
 
     def load_lora(self, state: dict[str, torch.Tensor]) -> None:
         """Adapter weights as peft keys them (``models.artifact_store.read_adapter``)."""

@@ -1,9 +1,11 @@
-"""Multi-task LoRA fine-tuning: sentiment + stance + emotion share one encoder pass.
+"""Multi-task fine-tuning (LoRA or full): sentiment + stance + emotion share one encoder pass.
 
 Each step encodes a mixed batch (posts of all three tasks plus the stance targets' names)
 in a single forward pass through MiniLM with LoRA adapters; every head takes its rows and
 the three losses are summed. Heads start from the frozen-encoder heads when present
-(adapters start at zero, so step 0 reproduces the frozen model exactly).
+(adapters start at zero, so step 0 reproduces the frozen model exactly). ``method="full"``
+trains every encoder weight instead of adapters (same batches, losses and schedule, its own
+learning rate) and stores the encoder as its weight delta to the base (``models.delta``).
 
 Sized for 2 CPU cores: max_length 64, dynamic padding, and a step budget derived from a
 time budget, so a run finishes when promised.
@@ -34,6 +36,7 @@ from models.data import (
     load_sentiment_train,
     stance_train_set,
 )
+from models.delta import encode_delta, weight_delta
 from models.encoder import Encoder
 from models.evaluate import evaluate
 from models.heads import Heads
@@ -51,10 +54,12 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoraConfig:
     seed: int = 13
+    method: str = "lora"  # "lora": adapters; "full": every encoder weight trainable
     rank: int = 8
     alpha: float = 16.0
     dropout: float = 0.05
     lr: float = 1e-3  # adapters
+    encoder_lr: float = 5e-5  # full fine-tuning: every encoder weight
     head_lr: float = 5e-4
     batch_size: int = 32
     max_length: int = 96  # covers 99% of P-Stance posts (17% exceed 64 tokens)
@@ -77,6 +82,8 @@ class LoraConfig:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
         if min(self.mix) < 0 or abs(sum(self.mix) - 1.0) > 1e-6:
             raise ValueError(f"mix shares must be >= 0 and add up to 1, got {tuple(self.mix)}")
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"method must be lora or full, not {self.method!r}")
 
 
 def _cycle(items: list, rng: random.Random):
@@ -87,16 +94,19 @@ def _cycle(items: list, rng: random.Random):
 
 
 def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
-    """Fine-tune adapters + heads, write artifacts and metrics to ``out_dir``."""
+    """Fine-tune adapters (or, ``method="full"``, the whole encoder) + heads, write
+    artifacts and metrics to ``out_dir``."""
     cfg.check()
     seed_everything(cfg.seed)
     rng = random.Random(cfg.seed)
+    full = cfg.method == "full"
     encoder = Encoder(
         max_length=cfg.max_length,
-        lora_rank=cfg.rank,
+        lora_rank=0 if full else cfg.rank,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
     )
+    base_state = {k: v.clone() for k, v in encoder.model.state_dict().items()} if full else {}
     heads = Heads(dim=encoder.dim)
     warm = Path(cfg.warm_start) if cfg.warm_start else None
     if warm:
@@ -104,7 +114,15 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         artifact_store.read_manifest(warm)  # a folder without a model is an error
         heads.load_state_dict(artifact_store.read_heads_state(warm))
         adapter = artifact_store.read_adapter(warm)
-        if adapter is not None:
+        delta = artifact_store.read_encoder_delta(warm)
+        if delta is not None and not full:
+            raise ValueError(f"{warm} was not trained with --method lora")
+        if delta is not None:
+            encoder.apply_delta(*delta)
+        if adapter is not None and full:
+            # Continue a LoRA run with full fine-tuning: its adapters merged into the weights.
+            encoder.model.load_state_dict(_merged_lora_state(cfg.max_length, *adapter))
+        elif adapter is not None:
             settings, state = adapter
             if settings["rank"] != cfg.rank:
                 raise ValueError(f"{warm} has LoRA rank {settings['rank']}, not {cfg.rank}")
@@ -144,12 +162,16 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         steps = min(steps, cfg.max_steps)
 
     bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
-    lora_params = [p for n, p in encoder.named_parameters() if "lora_" in n]
+    if full:
+        encoder.unfreeze()
+        enc_params = list(encoder.model.parameters())
+        # No weight decay on the encoder: rows of tokens never seen keep a zero delta.
+        enc_group = {"params": enc_params, "lr": cfg.encoder_lr, "weight_decay": 0.0}
+    else:
+        enc_params = [p for n, p in encoder.named_parameters() if "lora_" in n]
+        enc_group = {"params": enc_params, "lr": cfg.lr}
     opt = torch.optim.AdamW(
-        [
-            {"params": lora_params, "lr": cfg.lr},
-            {"params": list(heads.parameters()), "lr": cfg.head_lr},
-        ],
+        [enc_group, {"params": list(heads.parameters()), "lr": cfg.head_lr}],
         weight_decay=0.01,
     )
     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -162,7 +184,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     history: list[dict] = []
     run = {"sentiment": 0.0, "stance": 0.0, "emotion": 0.0}
     seen = 0
-    bar = tqdm(range(steps), desc="lora", unit="step", mininterval=5)
+    bar = tqdm(range(steps), desc=cfg.method, unit="step", mininterval=5)
     step = 0
     for step in bar:
         sb = [next(it_sent) for _ in range(n_sent)]
@@ -189,7 +211,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         loss = l_sent + l_st + l_emo
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(lora_params + list(heads.parameters()), 1.0)
+        torch.nn.utils.clip_grad_norm_(enc_params + list(heads.parameters()), 1.0)
         # Warm-up then linear decay over progress = max(steps done, time used): the
         # schedule always completes within the time budget, however busy the machine is.
         progress = max((step + 1) / steps, (time.time() - start) / budget_s)
@@ -205,7 +227,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         if step % 100 == 0:
             history.append({"step": step, **{k: round(v, 4) for k, v in run.items()}})
         if cfg.checkpoint_every and step and step % cfg.checkpoint_every == 0:
-            _checkpoint(out_dir, encoder, heads)
+            _checkpoint(out_dir, encoder, heads, base_state)
         if progress >= 1.0:
             log.warning("time budget reached at step %d/%d", step + 1, steps)
             break
@@ -213,9 +235,11 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     train_s = time.time() - start
     encoder.model.eval()
     heads.eval()
+    if full:
+        _keep_delta(encoder, base_state)
     info = {
-        "method": "LoRA multi-task fine-tuning of all-MiniLM-L6-v2 (one encoder pass for "
-        "sentiment + stance + emotion), MLP heads",
+        "method": f"{'full' if full else 'LoRA'} multi-task fine-tuning of all-MiniLM-L6-v2 "
+        "(one encoder pass for sentiment + stance + emotion), MLP heads",
         "config": asdict(cfg)
         | {"mix": list(cfg.mix), "exclude_targets": list(cfg.exclude_targets)},
         "steps_done": step + 1,
@@ -226,7 +250,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         "bf16_autocast": bf16,
         "train_rows": {"sentiment": len(sent), "emotion": len(emo), "stance": len(stance_rows)},
         "loss_history": history,
-        "lora_trainable_params": sum(p.numel() for p in lora_params),
+        "encoder_trainable_params": sum(p.numel() for p in enc_params),
     }
     metrics = evaluate(heads, encoder.encode, root)
     # Keep the shipped model's frozen leave-one-target-out numbers, clearly labelled.
@@ -240,7 +264,27 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     return metrics
 
 
-def _checkpoint(out_dir: Path, encoder: Encoder, heads: Heads) -> None:
+def _merged_lora_state(
+    max_length: int, settings: dict, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The plain encoder's weights with a LoRA run's adapters folded in."""
+    lora = Encoder(max_length=max_length, lora_rank=settings["rank"], lora_alpha=settings["alpha"])
+    lora.load_lora(state)
+    lora.merge_lora()
+    return lora.model.state_dict()
+
+
+def _keep_delta(encoder: Encoder, base_state: dict[str, torch.Tensor]) -> None:
+    """Attach the fully fine-tuned encoder's weight delta (float16) for saving."""
+    delta = weight_delta(encoder.model.state_dict(), base_state)
+    encoder.delta = ({"form": "fp16"}, encode_delta(delta, "fp16"))
+
+
+def _checkpoint(
+    out_dir: Path, encoder: Encoder, heads: Heads, base_state: dict[str, torch.Tensor]
+) -> None:
+    if base_state:
+        _keep_delta(encoder, base_state)
     write_weights(out_dir / "checkpoint", heads, encoder)
 
 

