@@ -15,7 +15,7 @@ import torch
 
 from models.config import VARIANTS
 from models.paths import ARTIFACTS_DIR
-from models.scorer import OTHER_TOPIC, load_scorer, map_sentiment_labels
+from models.scorer import OTHER_TOPIC, label_scores, load_scorer, map_sentiment_labels
 from stream.config import Settings
 
 TARGETS = ["Donald Trump", "Kamala Harris", "Elon Musk"]
@@ -240,6 +240,15 @@ def test_hf_missing_model_fails_fast_offline(tmp_path):
     )
     with pytest.raises(OSError):
         load_scorer(settings)
+
+
+def test_label_scores_rows_exact():
+    probs = np.array([[0.123456, 0.8, 0.076544], [0.5, 0.25, 0.25]], dtype=np.float32)
+    assert label_scores(["a", "b", "c"], probs) == [
+        {"label": "b", "scores": {"a": 0.1235, "b": 0.8, "c": 0.0765}},
+        {"label": "a", "scores": {"a": 0.5, "b": 0.25, "c": 0.25}},
+    ]
+    assert label_scores(["a", "b"], np.zeros((0, 2), dtype=np.float32)) == []
 
 
 def test_label_mapping_by_name():
