@@ -24,9 +24,13 @@ from models.encoder import Encoder
 
 ONNX_FILES = {"onnx-fp32": "encoder-fp32.onnx", "onnx-int8": "encoder-int8.onnx"}
 # Run by OpenVINO: static int8 (an IR whose .xml names a .bin beside it, built from the
-# fp32 ONNX file and calibrated on training texts), and bf16 (the fp32 ONNX file itself,
+# fp32 ONNX file and calibrated on training texts; the name carries the recipe, so a new
+# recipe never reuses a cached file of the old one), and bf16 (the fp32 ONNX file itself,
 # compiled with bf16 inference precision).
-OPENVINO_FILES = {"openvino-int8": "encoder-int8-nncf.xml", "openvino-bf16": "encoder-fp32.onnx"}
+OPENVINO_FILES = {
+    "openvino-int8": "encoder-int8-nncf-ffnf.xml",
+    "openvino-bf16": "encoder-fp32.onnx",
+}
 CALIBRATED = {"openvino-int8"}
 EXPORT_FILES = {**ONNX_FILES, **OPENVINO_FILES}
 OPSET = 17
