@@ -4,7 +4,7 @@ built on demand and cached.
 The graph holds the whole sentence encoder as the scorer uses it: MiniLM with the LoRA
 adapters merged, mean pooling over the attention mask and L2 normalisation, so its output
 is the embedding the heads read (``models.encoder.Encoder.forward``). The files (~90 MB
-fp32, ~59 MB ORT int8, ~47 MB OpenVINO int8) never go into the repository: they live under
+fp32, ~59 MB ORT int8, ~34 MB OpenVINO int8) never go into the repository: they live under
 ``<runtime_dir>/<artifacts hash>/`` and are rebuilt from the package weights whenever the
 artifacts change. The OpenVINO int8 file is calibrated on training-pool texts
 (:mod:`models.quantize`), so building it needs the labelled data.
