@@ -4,7 +4,7 @@ built on demand and cached.
 The graph holds the whole sentence encoder as the scorer uses it: MiniLM with the LoRA
 adapters merged, mean pooling over the attention mask and L2 normalisation, so its output
 is the embedding the heads read (``models.encoder.Encoder.forward``). The files (~90 MB
-fp32, ~59 MB ORT int8, ~47 MB OpenVINO int8) never go into the repository: they live under
+fp32, ~59 MB ORT int8, ~34 MB OpenVINO int8) never go into the repository: they live under
 ``<runtime_dir>/<artifacts hash>/`` and are rebuilt from the package weights whenever the
 artifacts change. The OpenVINO int8 file is calibrated on training-pool texts
 (:mod:`models.quantize`), so building it needs the labelled data.
@@ -24,9 +24,13 @@ from models.encoder import Encoder
 
 ONNX_FILES = {"onnx-fp32": "encoder-fp32.onnx", "onnx-int8": "encoder-int8.onnx"}
 # Run by OpenVINO: static int8 (an IR whose .xml names a .bin beside it, built from the
-# fp32 ONNX file and calibrated on training texts), and bf16 (the fp32 ONNX file itself,
+# fp32 ONNX file and calibrated on training texts; the name carries the recipe, so a new
+# recipe never reuses a cached file of the old one), and bf16 (the fp32 ONNX file itself,
 # compiled with bf16 inference precision).
-OPENVINO_FILES = {"openvino-int8": "encoder-int8-nncf.xml", "openvino-bf16": "encoder-fp32.onnx"}
+OPENVINO_FILES = {
+    "openvino-int8": "encoder-int8-nncf-ffnf.xml",
+    "openvino-bf16": "encoder-fp32.onnx",
+}
 CALIBRATED = {"openvino-int8"}
 EXPORT_FILES = {**ONNX_FILES, **OPENVINO_FILES}
 OPSET = 17

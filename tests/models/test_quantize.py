@@ -81,10 +81,10 @@ def _tiny_encoder(path: Path, vocab: int = 40, dim: int = 32, hidden: int = 64) 
     inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
     nodes = [
         helper.make_node("Gather", ["emb", "input_ids"], ["x"]),
-        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("MatMul", ["x", "w1"], ["h0"], name="mm1"),
         helper.make_node("Add", ["h0", "b1"], ["h1"]),
         helper.make_node("Relu", ["h1"], ["h2"]),
-        helper.make_node("MatMul", ["h2", "w2"], ["y"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["y"], name="mm2"),
         helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", ["m", "two"], ["m3"]),
         helper.make_node("Mul", ["y", "m3"], ["ym"]),
@@ -111,8 +111,8 @@ def _feeds(seed: int, n: int = 8) -> list[dict[str, np.ndarray]]:
 
 def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):
     fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
-    a = quantize_openvino_int8(fp32, tmp_path / "a.xml", _feeds(0))
-    b = quantize_openvino_int8(fp32, tmp_path / "b.xml", _feeds(0))
+    a = quantize_openvino_int8(fp32, tmp_path / "a.xml", _feeds(0), float_matmuls=())
+    b = quantize_openvino_int8(fp32, tmp_path / "b.xml", _feeds(0), float_matmuls=())
     assert a.with_suffix(".bin").read_bytes() == b.with_suffix(".bin").read_bytes()
     ir = a.read_text()
     assert ir.count('type="FakeQuantize"') >= 2 and 'element_type="i8"' in ir  # int8 both sides
@@ -133,6 +133,55 @@ def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):
     loud["input_ids"][1:] = 39
     np.testing.assert_allclose(int8(**row)[0], got[0], atol=1e-5)
     np.testing.assert_allclose(int8(**loud)[0], got[0], atol=1e-5)
+
+
+def _producers(model, name: str) -> set[str]:
+    """Op types feeding the op ``name`` (through the weight decompression chain, if any)."""
+    (op,) = [o for o in model.get_ops() if o.get_friendly_name() == name]
+    seen, todo = set(), [i.get_source_output().get_node() for i in op.inputs()]
+    while todo:
+        node = todo.pop()
+        seen.add(node.get_type_name())
+        if node.get_type_name() in ("Convert", "Subtract", "Multiply", "Transpose", "Reshape"):
+            todo += [i.get_source_output().get_node() for i in node.inputs()]
+    return seen
+
+
+def test_float_matmuls_stay_float_and_the_rest_int8(tmp_path):
+    import onnxruntime as ort
+    import openvino as ov
+
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    xml = quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0), float_matmuls=("mm2",))
+    model = ov.Core().read_model(str(xml))
+    assert "FakeQuantize" in _producers(model, "mm1")
+    assert "FakeQuantize" not in _producers(model, "mm2")
+    feed = _feeds(5)[1]
+    want = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    got = OpenVinoRuntime(xml, "openvino-int8", threads=1)(**feed)
+    cos = np.sum(want * got, 1) / np.linalg.norm(want, axis=1) / np.linalg.norm(got, axis=1)
+    assert cos.min() > 0.99
+
+
+def test_a_float_pattern_that_matches_nothing_is_an_error(tmp_path):
+    """The default patterns name the MiniLM export's MatMuls: a renamed graph must fail
+    loudly, not quietly quantize everything."""
+    import nncf
+
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    with pytest.raises(nncf.ValidationError):
+        quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0))
+
+
+def test_openvino_int8_runs_its_float_ops_in_bf16_like_the_bf16_variant(tmp_path):
+    """Both OpenVINO variants compile with the same precision hint (bf16 where the CPU has
+    it, else the plugin's fp32)."""
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    xml = quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0), float_matmuls=())
+    int8 = OpenVinoRuntime(xml, "openvino-int8", threads=1)
+    bf16 = OpenVinoRuntime(fp32, "openvino-bf16", threads=1)
+    hint = "INFERENCE_PRECISION_HINT"
+    assert str(int8.model.get_property(hint)) == str(bf16.model.get_property(hint))
 
 
 def test_openvino_bf16_runs_the_fp32_graph_close_to_fp32(tmp_path):
