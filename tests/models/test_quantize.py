@@ -199,3 +199,31 @@ def test_openvino_bf16_runs_the_fp32_graph_close_to_fp32(tmp_path):
     cos = np.sum(want * got, 1) / np.linalg.norm(want, axis=1) / np.linalg.norm(got, axis=1)
     assert cos.min() > 0.995
     assert got.dtype == np.float32 and got.shape == want.shape
+
+
+def test_openvino_streams_return_each_chunk_in_its_own_place(tmp_path):
+    """Chunks run in flight at once (one per stream) come back in the order given, each
+    equal to running it alone; one stream per thread, capped at a batch's chunk count."""
+    from models.runtime import MAX_STREAMS, embed_sorted, pad_chunk, run_chunks, stream_count
+
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    two = OpenVinoRuntime(fp32, "openvino-bf16", threads=2)
+    one = OpenVinoRuntime(fp32, "openvino-bf16", threads=1)
+    assert (two.streams, one.streams) == (2, 1)
+    assert two.model.get_property("NUM_STREAMS") == 2
+    chunks = [(f["input_ids"], f["attention_mask"]) for f in _feeds(1) + _feeds(2) + _feeds(3)]
+    together = run_chunks(two, chunks)
+    alone = [one(ids, mask) for ids, mask in chunks]
+    assert len(together) == len(chunks)
+    for got, want in zip(together, alone, strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-3)  # bf16 where the CPU has it
+    texts = [
+        row[mask.astype(bool)].tolist()
+        for input_ids, masks in chunks
+        for row, mask in zip(input_ids, masks, strict=True)
+    ]
+    dim = together[0].shape[1]
+    sorted_out = embed_sorted(two, texts, chunk_size=3, dim=dim)
+    in_order = np.concatenate([one(*pad_chunk(texts[i : i + 1])) for i in range(len(texts))])
+    np.testing.assert_allclose(sorted_out, in_order, atol=2e-3)
+    assert stream_count(0) >= 1 and stream_count(64) == MAX_STREAMS and stream_count(3) == 3
