@@ -121,7 +121,9 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
             encoder.apply_delta(*delta)
         if adapter is not None and full:
             # Continue a LoRA run with full fine-tuning: its adapters merged into the weights.
-            encoder.model.load_state_dict(_merged_lora_state(cfg.max_length, *adapter))
+            from models.scorer import load_model
+
+            encoder.model.load_state_dict(load_model(warm)[0].model.state_dict())
         elif adapter is not None:
             settings, state = adapter
             if settings["rank"] != cfg.rank:
@@ -262,16 +264,6 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=cfg.max_length
     )
     return metrics
-
-
-def _merged_lora_state(
-    max_length: int, settings: dict, state: dict[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    """The plain encoder's weights with a LoRA run's adapters folded in."""
-    lora = Encoder(max_length=max_length, lora_rank=settings["rank"], lora_alpha=settings["alpha"])
-    lora.load_lora(state)
-    lora.merge_lora()
-    return lora.model.state_dict()
 
 
 def _keep_delta(encoder: Encoder, base_state: dict[str, torch.Tensor]) -> None:

@@ -71,9 +71,6 @@ class OnnxRuntime:
         return self.session.run(None, feeds)[0]
 
 
-BF16_FLOAT_OPS = {"openvino-int8", "openvino-bf16"}  # compiled with the bf16 precision hint
-
-
 class OpenVinoRuntime:
     """The encoder on OpenVINO's CPU plugin: ``openvino-int8`` (a static-int8 IR from
     :mod:`models.quantize`) or ``openvino-bf16`` (the fp32 ONNX graph run in bf16: on a
@@ -82,14 +79,12 @@ class OpenVinoRuntime:
     agreement); where the CPU lacks bf16 the plugin falls back to fp32 and the probe sees it.
     """
 
-    def __init__(
-        self, path: Path, variant: str, *, threads: int = 0, streams: int | None = None
-    ) -> None:
+    def __init__(self, path: Path, variant: str, *, threads: int = 0) -> None:
         import openvino as ov
 
-        self.streams = streams or stream_count(threads)
+        self.streams = stream_count(threads)
         config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": "bf16" if variant in BF16_FLOAT_OPS else "f32",
+            "INFERENCE_PRECISION_HINT": "bf16",
             "PERFORMANCE_HINT": "THROUGHPUT",
             "NUM_STREAMS": self.streams,
         }

@@ -450,6 +450,17 @@ def export_runtime(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> dic
     return {v: ensure_exported(v, folder, load, calibration) for v in variants}
 
 
+def load_on_runtime(directory: Path, config: ScorerConfig) -> tuple[SentenceEncoder, Heads, dict]:
+    """The model as the worker runs it: (encoder, heads, manifest), the encoder on the
+    variant ``config.precision`` picks here ('auto': the fastest the gate allows). The
+    scorer and ``swingdial models eval|calibrate`` both load through it, so a model is
+    judged on the runtime that ships."""
+    meta = read_meta(directory)
+    variant = choose_variant(config, directory)
+    encoder = build_encoder(variant, config, directory, meta)
+    return encoder, load_heads(directory, meta), meta
+
+
 def load_scorer(
     config: ScorerConfig | Any = None,
     targets: Sequence[str] | None = None,
@@ -476,9 +487,7 @@ def load_scorer(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     directory = resolve(artifacts, config.model_dir)
-    meta = read_meta(directory)
-    variant = choose_variant(config, directory)
-    encoder = build_encoder(variant, config, directory, meta)
+    encoder, heads, meta = load_on_runtime(directory, config)
     version = f"{model_version(directory, meta)}+{encoder.runtime.variant}"
     sentiment_model = None
     if config.hf_model:
@@ -486,7 +495,7 @@ def load_scorer(
         version += f"+hf:{Path(config.hf_model).name}"
     return Scorer(
         encoder,
-        load_heads(directory, meta),
+        heads,
         version=version,
         targets=list(targets if targets is not None else config.targets),
         topics=topics,

@@ -27,7 +27,7 @@ from models.evaluate import (
     oot_held_out,
     save_dev_logits,
 )
-from models.scorer import build_encoder, choose_variant, load_heads, model_version, read_meta
+from models.scorer import load_on_runtime, model_version
 
 METHODS = ("lora", "full", "frozen", "refit-stance", "refit-sentiment")
 LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
@@ -136,25 +136,13 @@ def _train_frozen(request: TrainRequest, root: Path, out: Path) -> dict[str, Any
     return metrics
 
 
-def load_on_runtime(directory: Path, config: ScorerConfig) -> tuple[Any, Any, dict, str]:
-    """The model as the worker runs it: (encoder, heads, manifest, variant), the variant
-    being what ``config.precision`` picks here ('auto': the fastest the gate allows), so
-    the figures a model is judged by come from the runtime that ships."""
-    meta = read_meta(directory)
-    variant = choose_variant(config, directory)
-    encoder = build_encoder(variant, config, directory, meta)
-    return encoder, load_heads(directory, meta), meta, variant
-
-
-def dev_sets(
-    directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path, variant: str
-) -> dict:
-    """Dev-set logits of a run on one runtime variant, cached under ``cache_root`` by its
-    weights, the variant and the data folder (encode once; evaluation and calibration
-    share them)."""
+def dev_sets(directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path) -> dict:
+    """Dev-set logits of a run on its encoder's runtime variant, cached under
+    ``cache_root`` by the weights, the variant and the data folder (encode once; evaluation
+    and calibration share them)."""
     digest = hashlib.sha256(str(Path(root).resolve()).encode())
     digest.update(artifact_store.weights_hash(directory).encode())
-    digest.update(variant.encode())
+    digest.update(encoder.runtime.variant.encode())
     cache = cache_root / digest.hexdigest()[:16]
     sets: dict[str, DevSet] | None = load_dev_logits(cache)
     if sets is None:
@@ -181,16 +169,16 @@ def evaluate_model(
     runtime ``config`` picks, plus the leave-one-target-out scores of ``held_out`` runs.
     Returns (metrics, encoder, heads) so a caller can run further checks on the same model."""
     check_held_out(held_out)
-    encoder, heads, meta, variant = load_on_runtime(directory, config)
+    encoder, heads, meta = load_on_runtime(directory, config)
     metrics = evaluate(
         heads,
         encoder.encode,
         root,
         calibration=artifact_store.read_calibration(directory),
-        sets=dev_sets(directory, encoder, heads, root, cache_root, variant),
+        sets=dev_sets(directory, encoder, heads, root, cache_root),
     )
     metrics["model_version"] = model_version(directory, meta)
-    metrics["runtime"] = variant
+    metrics["runtime"] = encoder.runtime.variant
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
     if held_out:
         old = artifact_store.read_metrics(directory)
@@ -216,12 +204,12 @@ def calibrate_model(
     metrics.json and a reliability plot. Returns (parameters, report, calibration.json)."""
     from models.calibration import reliability_png
 
-    encoder, heads, _, variant = load_on_runtime(directory, config)
-    sets = dev_sets(directory, encoder, heads, root, cache_root, variant)
+    encoder, heads, _ = load_on_runtime(directory, config)
+    sets = dev_sets(directory, encoder, heads, root, cache_root)
     params, report = fit_calibration(sets, balanced=balanced)
     written = artifact_store.write_calibration(directory, params)
     artifact_store.update_metrics(
-        directory, {"calibration": report, "calibration_runtime": variant}
+        directory, {"calibration": report, "calibration_runtime": encoder.runtime.variant}
     )
     reliability_png(
         {head: r["reliability"] for head, r in report.items()},

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from models.config import PRECISIONS
+from models.config import PRECISIONS, ScorerConfig
 from stream.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def precision_option(help_text: str) -> Callable[[Callable], Callable]:
     )
 
 
-def _runtime_config(precision: str | None, data: Path | None) -> Any:
+def _runtime_config(precision: str | None, data: Path | None) -> ScorerConfig:
     """The scorer configuration the worker would use, with --precision / --data applied."""
     config = get_settings().scorer_config()
     if precision:

@@ -126,12 +126,10 @@ def test_version_names_runtime_and_precision(config, exported):
 
 def test_eval_encodes_on_the_runtime_the_worker_would_pick(config, exported):
     """`models eval` / `calibrate` judge the model on the variant the config picks."""
-    from models.workflows import load_on_runtime
+    from models.scorer import load_on_runtime
 
-    encoder, heads, meta, variant = load_on_runtime(
-        ARTIFACTS_DIR, replace(config, precision="fp32")
-    )
-    assert variant == encoder.runtime.variant == "onnx-fp32"
+    encoder, heads, meta = load_on_runtime(ARTIFACTS_DIR, replace(config, precision="fp32"))
+    assert encoder.runtime.variant == "onnx-fp32"
     assert meta["max_length"] == 64 and heads.dim == 384
     reference = build_encoder("torch-fp32", config).encode(TEXTS)
     np.testing.assert_allclose(encoder.encode(TEXTS), reference, atol=1e-4)
