@@ -198,8 +198,8 @@ def write_adapter(directory: Path, model: nn.Module) -> list[str]:
 def read_encoder_delta(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """``(settings, packed delta)`` of a fully fine-tuned model, None for the others.
 
-    ``settings``: ``form`` (fp16 / svd / int8) and ``rank`` (svd), from the manifest; the
-    packed tensors decode with ``models.delta.decode_delta``.
+    ``settings``: ``form`` (one of ``models.delta.FORMS``) and ``rank`` (svd), from the
+    manifest; the packed tensors decode with ``models.delta.decode_delta``.
     """
     from safetensors.torch import load_file
 

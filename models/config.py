@@ -23,6 +23,8 @@ VARIANTS = (
 # Short names a user sets; each maps onto one variant ("auto" is decided by a probe).
 PRECISION_ALIASES = {"fp32": "onnx-fp32", "bf16": "torch-bf16", "int8": "onnx-int8"}
 PRECISIONS = ("auto", *PRECISION_ALIASES, *VARIANTS)
+# Forms a fully fine-tuned encoder's weight delta is stored in (models.delta).
+DELTA_FORMS = ("fp16", "svd", "int8", "int4")
 
 
 def default_runtime_dir() -> Path:

@@ -6,11 +6,14 @@ A whole float16 encoder is ~45 MB, too much for the repository; the delta can be
 - ``fp16``: every changed tensor in float16 (exact up to rounding, as large as the encoder);
 - ``svd``: each weight matrix as a rank-``r`` truncated SVD (``U * s`` and ``V^T`` in float16),
   vectors (biases, LayerNorm) in float16: a few MB;
-- ``int8``: each matrix quantized per row (int8 + a float16 scale per row), vectors float16.
+- ``int8``: each matrix quantized per row (int8 + a float16 scale per row), vectors float16;
+- ``int4``: each matrix quantized in groups of 64 along a row (two 4-bit values per byte +
+  a float16 scale per group), vectors float16: a quarter of fp16. A matrix whose rows do
+  not split into groups of 64 is stored as int8.
 
-Packed tensors are keyed ``<name>`` (float16), ``<name>.u`` / ``<name>.v`` (svd) or
-``<name>.q`` / ``<name>.scale`` (int8). Pure functions on state dicts; the artifact store
-reads and writes the files.
+Packed tensors are keyed ``<name>`` (float16), ``<name>.u`` / ``<name>.v`` (svd),
+``<name>.q`` / ``<name>.scale`` (int8) or ``<name>.q4`` / ``<name>.scale4`` (int4). Pure
+functions on state dicts; the artifact store reads and writes the files.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from collections.abc import Mapping
 
 import torch
 
-FORMS = ("fp16", "svd", "int8")
+from models.config import DELTA_FORMS
+
+FORMS = DELTA_FORMS
+INT4_GROUP = 64
 
 
 def weight_delta(
@@ -48,6 +54,8 @@ def encode_delta(
         value = value.detach().float()
         if value.dim() != 2 or form == "fp16":
             out[name] = value.to(torch.float16).contiguous()
+        elif form == "int4" and value.shape[1] % INT4_GROUP == 0:
+            out[f"{name}.q4"], out[f"{name}.scale4"] = _int4_groups(value)
         elif form == "svd":
             u, s, vh = torch.linalg.svd(value, full_matrices=False)
             r = min(rank, s.numel())
@@ -62,6 +70,27 @@ def encode_delta(
     return out
 
 
+def _int4_groups(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric 4-bit codes (-7..7, stored +8) in groups of :data:`INT4_GROUP` per row,
+    two to a byte, and each group's float16 scale."""
+    rows, cols = value.shape
+    groups = value.reshape(rows, cols // INT4_GROUP, INT4_GROUP)
+    scale = (groups.abs().amax(dim=2, keepdim=True).clamp(min=1e-12) / 7.0).to(torch.float16)
+    codes = torch.clamp(torch.round(groups / scale.float()), -7, 7).to(torch.uint8) + 8
+    codes = codes.reshape(rows, cols)
+    packed = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    return packed.contiguous(), scale.squeeze(2).contiguous()
+
+
+def _int4_decode(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    rows, half = packed.shape
+    codes = torch.empty(rows, 2 * half, dtype=torch.float32)
+    codes[:, 0::2] = (packed & 0x0F).float() - 8
+    codes[:, 1::2] = (packed >> 4).float() - 8
+    groups = codes.reshape(rows, -1, INT4_GROUP) * scale.float().unsqueeze(2)
+    return groups.reshape(rows, 2 * half)
+
+
 def decode_delta(packed: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The float32 delta a packed one stands for (any form; the keys say which)."""
     out: dict[str, torch.Tensor] = {}
@@ -72,7 +101,10 @@ def decode_delta(packed: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif key.endswith(".q"):
             name = key[:-2]
             out[name] = value.float() * packed[f"{name}.scale"].float()
-        elif not key.endswith((".v", ".scale")):
+        elif key.endswith(".q4"):
+            name = key[:-3]
+            out[name] = _int4_decode(value, packed[f"{name}.scale4"])
+        elif not key.endswith((".v", ".scale", ".scale4")):
             out[key] = value.float()
     return out
 

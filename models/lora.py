@@ -77,6 +77,8 @@ class LoraConfig:
     # The out-of-time dev origin stays out of training (None: train on every origin).
     sentiment_hold_out: str | None = OUT_OF_TIME_ORIGIN
     neutral_weight: float = 1.0  # multiplies neutral's class weight (a later year is more neutral)
+    train_dropout: float | None = None  # encoder dropout while training (None: the base's 0.1)
+    freeze_embeddings: bool = False  # full: the word-embedding table stays the base's
 
     def check(self) -> None:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
@@ -84,6 +86,10 @@ class LoraConfig:
             raise ValueError(f"mix shares must be >= 0 and add up to 1, got {tuple(self.mix)}")
         if self.method not in ("lora", "full"):
             raise ValueError(f"method must be lora or full, not {self.method!r}")
+        if self.freeze_embeddings and self.method != "full":
+            raise ValueError("freeze_embeddings applies to method full only")
+        if self.train_dropout is not None and not 0 <= self.train_dropout < 1:
+            raise ValueError(f"train_dropout must be in [0, 1), got {self.train_dropout}")
 
 
 def _cycle(items: list, rng: random.Random):
@@ -164,9 +170,11 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         steps = min(steps, cfg.max_steps)
 
     bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+    if cfg.train_dropout is not None:
+        encoder.set_train_dropout(cfg.train_dropout)
     if full:
-        encoder.unfreeze()
-        enc_params = list(encoder.model.parameters())
+        encoder.unfreeze(word_embeddings=not cfg.freeze_embeddings)
+        enc_params = [p for p in encoder.model.parameters() if p.requires_grad]
         # No weight decay on the encoder: rows of tokens never seen keep a zero delta.
         enc_group = {"params": enc_params, "lr": cfg.encoder_lr, "weight_decay": 0.0}
     else:

@@ -53,6 +53,8 @@ class TrainRequest:
     cache_dir: Path | None = None  # frozen: embedding cache
     exclude_targets: tuple[str, ...] = field(default_factory=tuple)
     neutral_weight: float = 1.0
+    train_dropout: float | None = None  # lora / full: encoder dropout while training
+    freeze_embeddings: bool = False  # full: keep the word-embedding table at the base
 
     def check(self) -> None:
         """Refuse what would give a wrong result, before minutes of training."""
@@ -109,6 +111,8 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         "mix": request.mix,
         "weak_limit": request.weak_limit,
         "sentiment_limit": request.sentiment_limit,
+        "train_dropout": request.train_dropout,
+        "freeze_embeddings": request.freeze_embeddings or None,
     }
     for name, value in given.items():
         if value is not None:
@@ -219,8 +223,8 @@ def calibrate_model(
 
 
 def compress_model(source: Path, out: Path, form: str, rank: int = 32) -> dict[str, Any]:
-    """Re-store a fully fine-tuned model's encoder delta in ``form`` (fp16 / svd / int8,
-    ``models.delta``) in ``out``: same heads and manifest, no metrics or calibration (the
+    """Re-store a fully fine-tuned model's encoder delta in ``form`` (one of
+    ``models.delta.FORMS``) in ``out``: same heads and manifest, no metrics or calibration (the
     compressed encoder must be re-evaluated). Returns the form and the file's size."""
     from models.delta import decode_delta, encode_delta
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from models.config import PRECISIONS, ScorerConfig
+from models.config import DELTA_FORMS, PRECISIONS, ScorerConfig
 from stream.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,19 @@ def _cache_root() -> Path:
     help="LoRA / refit-sentiment: multiply the neutral class weight of the sentiment loss "
     "(a later year is more neutral than the training pool).",
 )
+@click.option(
+    "--train-dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="lora / full: encoder dropout while training (default: the base's 0.1); 0 also "
+    "runs attention eagerly, ~2x faster on CPU.",
+)
+@click.option(
+    "--freeze-embeddings",
+    is_flag=True,
+    help="full: keep the word-embedding table at the base (the delta is then the layers "
+    "only, ~10.7M weights instead of 22.7M).",
+)
 def train_command(
     method: str,
     base: Path | None,
@@ -196,6 +209,7 @@ def train_command(
       swingdial models train --exclude-target "Joe Biden" --out /tmp/loto-biden
       swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
       swingdial models train --method full --lr 5e-5 --time-budget-min 10 --out /tmp/full
+      swingdial models train --method full --freeze-embeddings --train-dropout 0 --out /tmp/f
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """
@@ -222,9 +236,7 @@ def train_command(
 @models_group.command("compress")
 @click.argument("source", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-@click.option(
-    "--form", type=click.Choice(["fp16", "svd", "int8"]), default="svd", show_default=True
-)
+@click.option("--form", type=click.Choice(DELTA_FORMS), default="svd", show_default=True)
 @click.option("--rank", default=32, show_default=True, help="svd: rank kept per weight matrix.")
 def compress_command(source: Path, out: Path, form: str, rank: int) -> None:
     """Store a --method full run's encoder delta in a smaller form (then evaluate it).
@@ -232,6 +244,7 @@ def compress_command(source: Path, out: Path, form: str, rank: int) -> None:
     \b
     Examples:
       swingdial models compress /tmp/full --form svd --rank 32 --out /tmp/full-svd32
+      swingdial models compress /tmp/full --form int4 --out /tmp/full-int4
       swingdial models eval --artifacts /tmp/full-svd32 --no-write
     """
     from models.workflows import compress_model

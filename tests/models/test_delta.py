@@ -70,10 +70,29 @@ def test_delta_leaves_out_what_did_not_change():
         ("int8", 32, 5e-4),  # half a quantization step of the largest row
         ("svd", 32, 1e-4),  # full rank here: only float16 rounding
         ("svd", 2, 2e-3),  # the low-rank part is kept, the 1% noise is lost
+        ("int4", 32, 1e-2),  # half a 4-bit step of the largest group, |delta| ~0.1 here
     ],
 )
 def test_each_form_round_trips_to_the_fine_tuned_weights(form, rank, tolerance):
     assert _max_error(form, rank) < tolerance
+
+
+def test_int4_groups_of_64_round_trip_within_half_a_step():
+    gen = torch.Generator().manual_seed(5)
+    value = torch.randn(6, 192, generator=gen) * torch.logspace(-3, -1, 6).unsqueeze(1)
+    packed = encode_delta({"w": value}, "int4")
+    assert packed["w.q4"].dtype == torch.uint8 and packed["w.q4"].shape == (6, 96)
+    assert packed["w.scale4"].shape == (6, 3)  # one scale per group of 64
+    got = decode_delta(packed)["w"]
+    step = value.reshape(6, 3, 64).abs().amax(2, keepdim=True) / 7
+    error = (got - value).abs().reshape(6, 3, 64)
+    assert bool((error <= step / 2 * 1.01 + 1e-6).all())  # float16 scales: 1% slack
+    assert float(error.max()) > 0  # it is lossy: 15 levels per group
+    # a lone value in a group comes back up to the float16 scale (it is coded as +-7)
+    one = torch.zeros(1, 64)
+    one[0, 3] = 0.25
+    got_one = decode_delta(encode_delta({"x": one}, "int4"))["x"]
+    assert torch.allclose(got_one, one, rtol=1e-3, atol=0) and int(got_one.count_nonzero()) == 1
 
 
 def test_a_too_low_svd_rank_loses_the_update():
@@ -84,6 +103,9 @@ def test_compact_forms_are_smaller_and_keyed_by_form():
     delta = weight_delta(_fine_tuned().state_dict(), _tiny_bert().state_dict())
     fp16, int8, svd = (encode_delta(delta, f, 2) for f in ("fp16", "int8", "svd"))
     assert packed_bytes(int8) < 0.6 * packed_bytes(fp16)
+    wide = {"w": torch.randn(8, 256), "b": torch.randn(8)}
+    int4, int8_wide = encode_delta(wide, "int4"), encode_delta(wide, "int8")
+    assert packed_bytes(int4) < 0.6 * packed_bytes(int8_wide)
     assert packed_bytes(svd) < 0.5 * packed_bytes(fp16)
     assert {v.dtype for k, v in int8.items() if k.endswith(".q")} == {torch.int8}
     assert "encoder.layer.0.attention.self.query.weight.u" in svd

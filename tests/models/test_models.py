@@ -172,6 +172,34 @@ def test_length_grouped_training_pass_matches_one_padded_pass():
     assert torch.allclose(grouped, padded, atol=1e-5)  # same rows, same order
 
 
+def test_dropout_free_training_is_deterministic_and_matches_inference():
+    from models.encoder import Encoder
+
+    encoder = Encoder(max_length=32)
+    texts = ["the debate was great", "he lied about the economy again"]
+    encoder.model.train()
+    with torch.no_grad():
+        noisy = encoder.embed_texts(texts), encoder.embed_texts(texts)
+    assert not torch.allclose(*noisy)  # the base config's dropout 0.1
+    encoder.set_train_dropout(0.0)
+    assert encoder.model.config._attn_implementation == "eager"
+    with torch.no_grad():
+        a, b = encoder.embed_texts(texts), encoder.embed_texts(texts)
+    assert torch.equal(a, b)
+    np.testing.assert_allclose(a.numpy(), encoder.encode(texts), atol=1e-5)
+
+
+def test_full_fine_tuning_can_keep_the_word_embeddings_frozen():
+    from models.encoder import Encoder
+
+    encoder = Encoder(max_length=32)
+    encoder.unfreeze(word_embeddings=False)
+    trainable = {n for n, p in encoder.model.named_parameters() if p.requires_grad}
+    assert "embeddings.word_embeddings.weight" not in trainable
+    assert "encoder.layer.0.attention.self.query.weight" in trainable
+    assert "embeddings.position_embeddings.weight" in trainable
+
+
 # --- artifacts -------------------------------------------------------------------------
 
 

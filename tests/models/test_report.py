@@ -77,6 +77,14 @@ def test_requests_that_would_leak_or_overwrite_are_refused(tmp_path: Path):
         train_model(TrainRequest(method="frozen"), tmp_path, PACKAGED_DIR)
 
 
+def test_train_cli_refuses_frozen_embeddings_outside_full_fine_tuning(tmp_path: Path):
+    result = CliRunner().invoke(
+        main, ["models", "train", "--freeze-embeddings", "--out", str(tmp_path / "run")]
+    )
+    assert result.exit_code == 2 and "method full only" in result.output
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_cli_refuses_a_leaking_loto_run_at_once(tmp_path: Path):
     result = CliRunner().invoke(
         main,
@@ -92,7 +100,8 @@ def test_train_cli_maps_every_option_onto_the_request(tmp_path: Path):
         ["models", "train", "--mix", "0.5", "0.5", "0.5", "--out", str(tmp_path / "run"),
          "--rank", "4", "--epochs", "1", "--lr", "0.001", "--max-length", "32",
          "--weak-limit", "10", "--sentiment-limit", "10", "--time-budget-min", "1",
-         "--neutral-weight", "1.5", "--seed", "3", "--batch-size", "8"],
+         "--neutral-weight", "1.5", "--seed", "3", "--batch-size", "8",
+         "--train-dropout", "0"],
     )  # fmt: skip
     assert result.exit_code == 2 and "add up to 1" in result.output
     assert not (tmp_path / "run").exists()
