@@ -11,6 +11,8 @@ from models.paths import ARTIFACTS_DIR
 
 CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+# metrics.json keys of the leave-one-target-out scores, and how each trained its encoder.
+LOTO_KEYS = (("loto", "frozen"), ("loto_lora", "LoRA"), ("loto_full", "full fine-tuning"))
 
 
 def render(metrics: dict, meta: dict, version: str, calibration: dict | None = None) -> str:
@@ -82,7 +84,7 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
         ]
     if "calibration" in metrics:
         lines += _calibration_table(metrics["calibration"], calibration or {})
-    if "loto" in metrics or "loto_lora" in metrics:
+    if any(key in metrics for key, _ in LOTO_KEYS):
         lines += [
             "",
             "Leave-one-target-out (the target's data removed from training, tested on it):",
@@ -90,7 +92,7 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
             "| held-out target | encoder (training) | F1avg (3-way) | macro-F1 favor/against |",
             "|---|---|---|---|",
         ]
-        for key, enc in (("loto", "frozen"), ("loto_lora", "LoRA")):
+        for key, enc in LOTO_KEYS:
             for target, row in metrics.get(key, {}).items():
                 mf1 = f"{row['macro_f1']:.3f}" if "macro_f1" in row else "n/a"
                 if row.get("train_minutes"):
@@ -98,8 +100,9 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
                 else:
                     enc_text = f"{enc} ({row['note']})" if row.get("note") else enc
                 lines.append(f"| {target} | {enc_text} | {row['f1avg']:.3f} | {mf1} |")
-        if "loto_lora_note" in metrics:
-            lines += ["", f"LoRA rows: {metrics['loto_lora_note']}."]
+        for key, enc in LOTO_KEYS[1:]:
+            if f"{key}_note" in metrics:
+                lines += ["", f"{enc} rows: {metrics[key + '_note']}."]
     if "handwritten_unseen" in metrics:
         lines += [
             "",

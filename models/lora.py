@@ -367,7 +367,10 @@ def refit_sentiment_head(run: Refit, *, epochs: int = 8, neutral_weight: float =
 
 
 # Figures that a head refit does not re-measure: carried over from the base run's metrics.
-CARRIED_METRICS = ("loto", "loto_note", "loto_lora", "loto_lora_note", "cohort_benchmark")
+CARRIED_METRICS = (
+    "loto", "loto_note", "loto_lora", "loto_lora_note", "loto_full", "loto_full_note",
+    "cohort_benchmark",
+)  # fmt: skip
 
 
 def _save_refit(

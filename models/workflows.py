@@ -184,15 +184,21 @@ def evaluate_model(
     metrics["model_version"] = model_version(directory, meta)
     metrics["runtime"] = encoder.runtime.variant
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
-    if held_out:
-        old = artifact_store.read_metrics(directory)
-        metrics["loto_lora"] = dict(old.get("loto_lora", {}))
-        for run in held_out:
-            metrics["loto_lora"].update(held_out_metrics(run, root))
-        metrics["loto_lora_note"] = (
-            "leave-one-target-out: LoRA runs trained without the target (--exclude-target)"
+    old = artifact_store.read_metrics(directory)
+    for run in held_out:
+        key, method = loto_key(run)
+        metrics.setdefault(key, dict(old.get(key, {}))).update(held_out_metrics(run, root))
+        metrics[f"{key}_note"] = (
+            f"leave-one-target-out: {method} runs trained without the target (--exclude-target)"
         )
     return metrics, encoder, heads
+
+
+def loto_key(run: Path) -> tuple[str, str]:
+    """Where a leave-one-target-out run's scores are kept in metrics.json, by its method."""
+    if artifact_store.read_manifest(run).get("encoder_delta"):
+        return "loto_full", "full fine-tuning"
+    return "loto_lora", "LoRA"
 
 
 def save_metrics(directory: Path, metrics: dict[str, Any]) -> Path:

@@ -205,7 +205,8 @@ def test_full_fine_tuning_can_keep_the_word_embeddings_frozen():
 
 def test_artifacts_small_and_described():
     files = list(ARTIFACTS_DIR.iterdir())
-    assert sum(f.stat().st_size for f in files if f.is_file()) < 2_500_000  # float16 weights
+    # a few MB: float16 heads, an int4 encoder delta (or adapters), JSON, one plot
+    assert sum(f.stat().st_size for f in files if f.is_file()) < 8_000_000
     meta = json.loads((ARTIFACTS_DIR / "model.json").read_text())
     assert meta["labels"]["stance"] == ["favor", "against", "none"]
     metrics = json.loads((ARTIFACTS_DIR / "metrics.json").read_text())
