@@ -8,11 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.paths import ARTIFACTS_DIR
+from models.report import LOTO_KEYS
 
 CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
-# metrics.json keys of the leave-one-target-out scores, and how each trained its encoder.
-LOTO_KEYS = (("loto", "frozen"), ("loto_lora", "LoRA"), ("loto_full", "full fine-tuning"))
 
 
 def render(metrics: dict, meta: dict, version: str, calibration: dict | None = None) -> str:
@@ -102,7 +101,7 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
                 lines.append(f"| {target} | {enc_text} | {row['f1avg']:.3f} | {mf1} |")
         for key, enc in LOTO_KEYS[1:]:
             if f"{key}_note" in metrics:
-                lines += ["", f"{enc} rows: {metrics[key + '_note']}."]
+                lines += ["", f"{enc[0].upper() + enc[1:]} rows: {metrics[key + '_note']}."]
     if "handwritten_unseen" in metrics:
         lines += [
             "",

@@ -6,6 +6,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+# metrics.json keys of the leave-one-target-out scores, and how each trained its encoder.
+LOTO_KEYS = (("loto", "frozen"), ("loto_lora", "LoRA"), ("loto_full", "full fine-tuning"))
+
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", floatfmt=".3f")
@@ -76,7 +79,7 @@ def metrics_report(m: dict[str, Any]) -> str:
         ]  # fmt: skip
         title = f"cohort calls ({c['posts']} posts, {c['authors']} authors)"
         out.append(_table(rows, [title, "accuracy", "macro-recall", "recall per cohort"]))
-    for key in ("loto", "loto_lora"):
+    for key, _ in LOTO_KEYS:
         if key in m:
             rows = [[t, r["f1avg"], r.get("macro_f1")] for t, r in m[key].items()]
             title = m.get(key + "_note", "leave-one-target-out")

@@ -143,6 +143,19 @@ def test_the_store_lists_and_hashes_the_delta(tmp_path):
     assert artifact_store.read_encoder_delta(tmp_path / "svd") is None
 
 
+def test_leave_one_target_out_scores_are_filed_by_how_the_run_trained(tmp_path):
+    from models.workflows import loto_key
+
+    delta = {"encoder.layer.0.output.dense.bias": torch.ones(4)}
+    artifact_store.write_model(
+        tmp_path / "full", {"w": torch.ones(3)}, {"lora": None},
+        encoder_delta=({"form": "fp16"}, encode_delta(delta)),
+    )  # fmt: skip
+    artifact_store.write_model(tmp_path / "lora", {"w": torch.ones(3)}, {"lora": None})
+    assert loto_key(tmp_path / "full") == ("loto_full", "full fine-tuning")
+    assert loto_key(tmp_path / "lora") == ("loto_lora", "LoRA")
+
+
 def test_a_full_fine_tuning_run_saved_and_loaded_gives_the_same_embeddings(tmp_path):
     """Training step on the real encoder (every weight trainable) -> save -> load_model,
     and the compress workflow's svd form stays close to it."""
