@@ -44,7 +44,7 @@ def test_output_shape_and_probabilities(scorer):
 
 def test_version_and_targets(scorer):
     assert re.fullmatch(
-        r"minilm-l6\+(heads|lora)-\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}"
+        r"minilm-l6\+(heads|lora|full)-\d{4}\.\d{2}\.\d{2}-[0-9a-f]{8}"
         r"\+(" + "|".join(VARIANTS) + ")",
         scorer.version,
     )
