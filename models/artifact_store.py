@@ -198,7 +198,7 @@ def write_adapter(directory: Path, model: nn.Module) -> list[str]:
 def read_encoder_delta(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     """``(settings, packed delta)`` of a fully fine-tuned model, None for the others.
 
-    ``settings``: ``form`` (one of ``models.delta.FORMS``) and ``rank`` (svd), from the
+    ``settings``: ``form`` (one of ``models.config.DELTA_FORMS``) and ``rank`` (svd), from the
     manifest; the packed tensors decode with ``models.delta.decode_delta``.
     """
     from safetensors.torch import load_file

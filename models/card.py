@@ -99,7 +99,7 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
                 else:
                     enc_text = f"{enc} ({row['note']})" if row.get("note") else enc
                 lines.append(f"| {target} | {enc_text} | {row['f1avg']:.3f} | {mf1} |")
-        for key, enc in LOTO_KEYS[1:]:
+        for key, enc in LOTO_KEYS[1:]:  # the frozen rows explain themselves
             if f"{key}_note" in metrics:
                 lines += ["", f"{enc[0].upper() + enc[1:]} rows: {metrics[key + '_note']}."]
     if "handwritten_unseen" in metrics:

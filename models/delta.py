@@ -24,7 +24,6 @@ import torch
 
 from models.config import DELTA_FORMS
 
-FORMS = DELTA_FORMS
 INT4_GROUP = 64
 
 
@@ -47,15 +46,15 @@ def encode_delta(
     delta: Mapping[str, torch.Tensor], form: str = "fp16", rank: int = 32
 ) -> dict[str, torch.Tensor]:
     """Pack a delta (from :func:`weight_delta`) in ``form``; see the module docstring."""
-    if form not in FORMS:
-        raise ValueError(f"delta form must be one of {', '.join(FORMS)}, not {form!r}")
+    if form not in DELTA_FORMS:
+        raise ValueError(f"delta form must be one of {', '.join(DELTA_FORMS)}, not {form!r}")
     out: dict[str, torch.Tensor] = {}
     for name, value in delta.items():
         value = value.detach().float()
         if value.dim() != 2 or form == "fp16":
             out[name] = value.to(torch.float16).contiguous()
         elif form == "int4" and value.shape[1] % INT4_GROUP == 0:
-            out[f"{name}.q4"], out[f"{name}.scale4"] = _int4_groups(value)
+            out[f"{name}.q4"], out[f"{name}.scale4"] = _int4_encode(value)
         elif form == "svd":
             u, s, vh = torch.linalg.svd(value, full_matrices=False)
             r = min(rank, s.numel())
@@ -70,7 +69,7 @@ def encode_delta(
     return out
 
 
-def _int4_groups(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _int4_encode(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric 4-bit codes (-7..7, stored +8) in groups of :data:`INT4_GROUP` per row,
     two to a byte, and each group's float16 scale."""
     rows, cols = value.shape

@@ -40,6 +40,7 @@ from models.delta import encode_delta, weight_delta
 from models.encoder import Encoder
 from models.evaluate import evaluate
 from models.heads import Heads
+from models.report import LOTO_KEYS
 from models.train import (
     SOURCE_WEIGHT,
     class_weights,
@@ -368,9 +369,9 @@ def refit_sentiment_head(run: Refit, *, epochs: int = 8, neutral_weight: float =
 
 # Figures that a head refit does not re-measure: carried over from the base run's metrics.
 CARRIED_METRICS = (
-    "loto", "loto_note", "loto_lora", "loto_lora_note", "loto_full", "loto_full_note",
+    *(name for key, _ in LOTO_KEYS for name in (key, f"{key}_note")),
     "cohort_benchmark",
-)  # fmt: skip
+)
 
 
 def _save_refit(

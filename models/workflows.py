@@ -101,6 +101,8 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         time_budget_min=request.time_budget_min,
         exclude_targets=tuple(request.exclude_targets),
         neutral_weight=request.neutral_weight,
+        train_dropout=request.train_dropout,
+        freeze_embeddings=request.freeze_embeddings,
     )
     given = {
         "warm_start": str(request.base) if request.base is not None else None,
@@ -111,8 +113,6 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         "mix": request.mix,
         "weak_limit": request.weak_limit,
         "sentiment_limit": request.sentiment_limit,
-        "train_dropout": request.train_dropout,
-        "freeze_embeddings": request.freeze_embeddings or None,
     }
     for name, value in given.items():
         if value is not None:
@@ -184,7 +184,7 @@ def evaluate_model(
     metrics["model_version"] = model_version(directory, meta)
     metrics["runtime"] = encoder.runtime.variant
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
-    old = artifact_store.read_metrics(directory)
+    old = artifact_store.read_metrics(directory) if held_out else {}
     for run in held_out:
         key, method = loto_key(run)
         metrics.setdefault(key, dict(old.get(key, {}))).update(held_out_metrics(run, root))
@@ -230,8 +230,9 @@ def calibrate_model(
 
 def compress_model(source: Path, out: Path, form: str, rank: int = 32) -> dict[str, Any]:
     """Re-store a fully fine-tuned model's encoder delta in ``form`` (one of
-    ``models.delta.FORMS``) in ``out``: same heads and manifest, no metrics or calibration (the
-    compressed encoder must be re-evaluated). Returns the form and the file's size."""
+    ``models.config.DELTA_FORMS``) in ``out``: same heads and manifest, no metrics or
+    calibration (the compressed encoder must be re-evaluated). Returns the form and the
+    file's size."""
     from models.delta import decode_delta, encode_delta
 
     if artifact_store.is_packaged(out):
