@@ -41,10 +41,12 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
     ]
     if "sentiment_oot" in metrics:
         o = metrics["sentiment_oot"]
+        held = "held out of" if o.get("held_out_of_training", True) else "NOT held out of"
+        if o.get("held_out_of_training", True) and o.get("later_year") is False:
+            held = "held out of training; the rest of that year is in"
         lines += [
             f"| sentiment | macro-averaged recall (out-of-time dev: {o['origin']}, "
-            f"{'held out of' if o.get('held_out_of_training', True) else 'NOT held out of'} "
-            f"training, n={o['n']}) | **{o['macro_recall']:.3f}** |",
+            f"{held} training, n={o['n']}) | **{o['macro_recall']:.3f}** |",
             f"| sentiment | out-of-time gap to TweetEval val | "
             f"{o['macro_recall'] - s['macro_recall']:+.3f} |",
         ]

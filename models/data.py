@@ -106,12 +106,25 @@ OUT_OF_TIME_DEV_N = 4000  # seeded sample of that origin: two halves of 2,000 fo
 WEAK_DEV_N = 2000  # weak SemEval Trump posts kept out of training for the 3-way check
 
 
+# What of the latest origin stays out of sentiment training. The whole origin (the default)
+# makes the out-of-time dev set a later year than everything trained on: the honest estimate,
+# and the one models are chosen on. Only the dev sample trains a chosen recipe on the rest of
+# that year (16,212 posts, the closest to the test year); its dev figure is then same-year.
+HOLD_OUT_DEV_SAMPLE = f"{OUT_OF_TIME_ORIGIN}:dev-sample"
+SENTIMENT_HOLD_OUTS = {"year": OUT_OF_TIME_ORIGIN, "dev-sample": HOLD_OUT_DEV_SAMPLE}
+
+
 def load_sentiment_train(
     root: Path | str, *, hold_out: str | None = OUT_OF_TIME_ORIGIN
 ) -> tuple[list[str], list[str]]:
-    """Sentiment training texts and labels without the out-of-time ``hold_out`` origin."""
+    """Sentiment training texts and labels without what ``hold_out`` names: an origin, the
+    out-of-time dev sample (:data:`HOLD_OUT_DEV_SAMPLE`) or nothing (``None``)."""
     rows = read_jsonl(data_dir(root) / "sentiment" / "train.jsonl")
-    rows = [r for r in rows if hold_out is None or r.get("origin") != hold_out]
+    if hold_out == HOLD_OUT_DEV_SAMPLE:
+        dev = set(load_sentiment_oot(root)[0])
+        rows = [r for r in rows if r["text"] not in dev]
+    elif hold_out is not None:
+        rows = [r for r in rows if r.get("origin") != hold_out]
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 

@@ -28,6 +28,7 @@ from sklearn.metrics import f1_score, recall_score
 from models.calibration import calibrate
 from models.data import (
     EMOTION_LABELS,
+    HOLD_OUT_DEV_SAMPLE,
     OUT_OF_TIME_ORIGIN,
     PSTANCE_TARGETS,
     SENTIMENT_LABELS,
@@ -291,14 +292,21 @@ def handwritten_unseen(heads: Heads, embed: EmbedFn) -> dict:
     return out
 
 
-def oot_held_out(meta: dict) -> bool:
-    """Was the run trained without the out-of-time dev origin? (Runs before issue 10 were
-    not: their out-of-time figure is a training-set figure.)"""
+def _sentiment_hold_out(meta: dict) -> str | None:
     training = meta.get("training", {})
-    hold_out = training.get("config", {}).get(
-        "sentiment_hold_out", training.get("sentiment_hold_out")
-    )
-    return hold_out == OUT_OF_TIME_ORIGIN
+    return training.get("config", {}).get("sentiment_hold_out", training.get("sentiment_hold_out"))
+
+
+def oot_held_out(meta: dict) -> bool:
+    """Was the run trained without the out-of-time dev posts? (Runs before issue 10 were
+    not: their out-of-time figure is a training-set figure.)"""
+    return _sentiment_hold_out(meta) in (OUT_OF_TIME_ORIGIN, HOLD_OUT_DEV_SAMPLE)
+
+
+def oot_later_year(meta: dict) -> bool:
+    """Is the out-of-time dev set a later year than all the run's sentiment training? Not
+    when the rest of that year trained (``--sentiment-hold-out dev-sample``)."""
+    return _sentiment_hold_out(meta) == OUT_OF_TIME_ORIGIN
 
 
 def excluded_targets(directory: Path) -> list[str]:

@@ -30,6 +30,8 @@ def metrics_report(m: dict[str, Any]) -> str:
             s = m[key]
             if s.get("held_out_of_training") is False:
                 name += " (NOT held out: this run trained on it)"
+            elif s.get("later_year") is False:
+                name += " (same year: the rest of that year trained)"
             rows.append([name, s["macro_recall"], s["macro_f1"], _recall(s.get("recall", {}))])
     if rows:
         out.append(_table(rows, ["sentiment", "macro-recall", "macro-F1", "recall"]))

@@ -16,6 +16,7 @@ import torch
 
 from models import artifact_store
 from models.config import ScorerConfig
+from models.data import SENTIMENT_HOLD_OUTS
 from models.evaluate import (
     DevSet,
     dev_logits,
@@ -25,6 +26,7 @@ from models.evaluate import (
     held_out_metrics,
     load_dev_logits,
     oot_held_out,
+    oot_later_year,
     save_dev_logits,
 )
 from models.scorer import load_on_runtime, model_version
@@ -55,6 +57,7 @@ class TrainRequest:
     neutral_weight: float = 1.0
     train_dropout: float | None = None  # lora / full: encoder dropout while training
     freeze_embeddings: bool = False  # full: keep the word-embedding table at the base
+    sentiment_hold_out: str = "year"  # lora / full: a key of models.data.SENTIMENT_HOLD_OUTS
 
     def check(self) -> None:
         """Refuse what would give a wrong result, before minutes of training."""
@@ -65,6 +68,10 @@ class TrainRequest:
         if self.exclude_targets and self.base is not None:
             # the base saw every target: a held-out score would leak
             raise ValueError("--exclude-target runs must start from scratch (no --base)")
+        if self.sentiment_hold_out not in SENTIMENT_HOLD_OUTS:
+            raise ValueError(f"sentiment hold-out must be one of {', '.join(SENTIMENT_HOLD_OUTS)}")
+        if self.sentiment_hold_out != "year" and self.method not in ("lora", "full"):
+            raise ValueError("--sentiment-hold-out applies to --method lora / full only")
 
 
 def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
@@ -103,6 +110,7 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         neutral_weight=request.neutral_weight,
         train_dropout=request.train_dropout,
         freeze_embeddings=request.freeze_embeddings,
+        sentiment_hold_out=SENTIMENT_HOLD_OUTS[request.sentiment_hold_out],
     )
     given = {
         "warm_start": str(request.base) if request.base is not None else None,
@@ -184,6 +192,7 @@ def evaluate_model(
     metrics["model_version"] = model_version(directory, meta)
     metrics["runtime"] = encoder.runtime.variant
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
+    metrics["sentiment_oot"]["later_year"] = oot_later_year(meta)
     old = artifact_store.read_metrics(directory) if held_out else {}
     for run in held_out:
         key, method = loto_key(run)

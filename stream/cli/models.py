@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from models.config import DELTA_FORMS, PRECISIONS, ScorerConfig
+from models.data import SENTIMENT_HOLD_OUTS
 from stream.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,16 @@ def _cache_root() -> Path:
     help="full: keep the word-embedding table at the base (the delta is then the layers "
     "only, ~10.7M weights instead of 22.7M).",
 )
+@click.option(
+    "--sentiment-hold-out",
+    type=click.Choice(list(SENTIMENT_HOLD_OUTS)),
+    default="year",
+    show_default=True,
+    help="lora / full: what of the latest sentiment year (twitter-2016test) stays out of "
+    "training. year: all of it, so the out-of-time dev figure is a later year (choose "
+    "recipes so); dev-sample: only the 4,000 dev posts, so a chosen recipe also learns "
+    "from the other 16,212 (its dev figure is then same-year).",
+)
 def train_command(
     method: str,
     base: Path | None,
@@ -210,6 +221,7 @@ def train_command(
       swingdial models train --base /tmp/lora --time-budget-min 20 --out /tmp/lora-more
       swingdial models train --method full --lr 5e-5 --time-budget-min 10 --out /tmp/full
       swingdial models train --method full --freeze-embeddings --train-dropout 0 --out /tmp/f
+      swingdial models train --method full --sentiment-hold-out dev-sample --out /tmp/f2
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """

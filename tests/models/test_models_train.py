@@ -407,6 +407,27 @@ def test_out_of_time_dev_set_is_held_out_of_training(data_root):
     assert load_sentiment_oot(data_root) == (dev_texts, dev_labels)  # seeded
 
 
+def test_dev_sample_hold_out_trains_on_the_rest_of_the_latest_year(data_root):
+    from models.data import (
+        HOLD_OUT_DEV_SAMPLE,
+        OUT_OF_TIME_DEV_N,
+        load_sentiment_oot,
+        load_sentiment_train,
+    )
+    from models.evaluate import oot_held_out, oot_later_year
+
+    year_out, _ = load_sentiment_train(data_root)
+    sample_out, _ = load_sentiment_train(data_root, hold_out=HOLD_OUT_DEV_SAMPLE)
+    everything, _ = load_sentiment_train(data_root, hold_out=None)
+    dev = set(load_sentiment_oot(data_root)[0])
+    assert not dev & set(sample_out)
+    assert len(sample_out) == len(everything) - OUT_OF_TIME_DEV_N
+    assert set(year_out) < set(sample_out)  # + the 16,212 other posts of that year
+    meta = {"training": {"config": {"sentiment_hold_out": HOLD_OUT_DEV_SAMPLE}}}
+    assert oot_held_out(meta) and not oot_later_year(meta)
+    assert not oot_held_out({"training": {"config": {"sentiment_hold_out": "twitter-2013dev"}}})
+
+
 def test_weak_dev_set_never_reaches_stance_training(data_root):
     from models.data import WEAK_DEV_N, stance_train_set, weak_split
 
@@ -423,7 +444,7 @@ def test_weak_dev_set_never_reaches_stance_training(data_root):
 
 def test_runs_before_the_hold_out_are_flagged_as_trained_on_the_dev_set():
     from models.data import OUT_OF_TIME_ORIGIN
-    from models.evaluate import oot_held_out
+    from models.evaluate import oot_held_out, oot_later_year
     from models.lora import LoraConfig
 
     assert LoraConfig().sentiment_hold_out == OUT_OF_TIME_ORIGIN
@@ -431,6 +452,7 @@ def test_runs_before_the_hold_out_are_flagged_as_trained_on_the_dev_set():
     assert oot_held_out({"training": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}})  # frozen
     assert not oot_held_out({"training": {"config": {"seed": 13}}})  # an older run
     assert not oot_held_out({"training": {"config": {"sentiment_hold_out": None}}})
+    assert oot_later_year({"training": {"config": {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}}})
 
 
 def test_a_lora_run_saved_and_loaded_gives_the_same_embeddings(tmp_path):

@@ -52,6 +52,14 @@ def test_metrics_report_exact_text():
     assert metrics_report(METRICS) == EXPECTED
 
 
+def test_metrics_report_says_when_the_out_of_time_year_partly_trained():
+    oot = METRICS["sentiment_oot"] | {"held_out_of_training": True, "later_year": False}
+    text = metrics_report(METRICS | {"sentiment_oot": oot})
+    row = next(line for line in text.splitlines() if line.startswith("out-of-time dev"))
+    label = "out-of-time dev (same year: the rest of that year trained)"
+    assert row.startswith(label) and row[len(label) :].split()[:2] == ["0.698", "0.690"]
+
+
 def test_calibration_report_names_every_head():
     params = {"sentiment": {"temperature": 1.1, "bias": [0.1, 0.2, 0.0]}}
     report = {
@@ -75,6 +83,10 @@ def test_requests_that_would_leak_or_overwrite_are_refused(tmp_path: Path):
         TrainRequest(method="refit-stance").check()
     with pytest.raises(ValueError, match="read-only"):
         train_model(TrainRequest(method="frozen"), tmp_path, PACKAGED_DIR)
+    with pytest.raises(ValueError, match="lora / full only"):
+        TrainRequest(method="frozen", sentiment_hold_out="dev-sample").check()
+    with pytest.raises(ValueError, match="year, dev-sample"):
+        TrainRequest(sentiment_hold_out="none").check()
 
 
 def test_train_cli_refuses_frozen_embeddings_outside_full_fine_tuning(tmp_path: Path):
@@ -101,7 +113,7 @@ def test_train_cli_maps_every_option_onto_the_request(tmp_path: Path):
          "--rank", "4", "--epochs", "1", "--lr", "0.001", "--max-length", "32",
          "--weak-limit", "10", "--sentiment-limit", "10", "--time-budget-min", "1",
          "--neutral-weight", "1.5", "--seed", "3", "--batch-size", "8",
-         "--train-dropout", "0"],
+         "--train-dropout", "0", "--sentiment-hold-out", "dev-sample"],
     )  # fmt: skip
     assert result.exit_code == 2 and "add up to 1" in result.output
     assert not (tmp_path / "run").exists()
