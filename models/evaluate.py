@@ -292,21 +292,25 @@ def handwritten_unseen(heads: Heads, embed: EmbedFn) -> dict:
     return out
 
 
-def _sentiment_hold_out(meta: dict) -> str | None:
+def _sentiment_hold_outs(meta: dict) -> list[str | None]:
+    """What each stage that learnt from sentiment posts held out: the run, then any
+    sentiment-head refit on top of it."""
     training = meta.get("training", {})
-    return training.get("config", {}).get("sentiment_hold_out", training.get("sentiment_hold_out"))
+    run = training.get("config", {}).get("sentiment_hold_out", training.get("sentiment_hold_out"))
+    refit = training.get("sentiment_head_refit")
+    return [run] + ([refit.get("hold_out")] if refit else [])
 
 
 def oot_held_out(meta: dict) -> bool:
     """Was the run trained without the out-of-time dev posts? (Runs before issue 10 were
     not: their out-of-time figure is a training-set figure.)"""
-    return _sentiment_hold_out(meta) in (OUT_OF_TIME_ORIGIN, HOLD_OUT_DEV_SAMPLE)
+    return all(h in (OUT_OF_TIME_ORIGIN, HOLD_OUT_DEV_SAMPLE) for h in _sentiment_hold_outs(meta))
 
 
 def oot_later_year(meta: dict) -> bool:
     """Is the out-of-time dev set a later year than all the run's sentiment training? Not
     when the rest of that year trained (``--sentiment-hold-out dev-sample``)."""
-    return _sentiment_hold_out(meta) == OUT_OF_TIME_ORIGIN
+    return all(h == OUT_OF_TIME_ORIGIN for h in _sentiment_hold_outs(meta))
 
 
 def excluded_targets(directory: Path) -> list[str]:

@@ -29,6 +29,7 @@ from models import artifact_store
 from models.cpu import cpu_has_bf16
 from models.data import (
     EMOTION_LABELS,
+    HOLD_OUT_DEV_SAMPLE,
     OUT_OF_TIME_ORIGIN,
     SENTIMENT_LABELS,
     STANCE_LABELS,
@@ -333,13 +334,23 @@ def refit_stance_head(
     )  # fmt: skip
 
 
-def refit_sentiment_head(run: Refit, *, epochs: int = 8, neutral_weight: float = 1.0) -> dict:
+def refit_sentiment_head(
+    run: Refit,
+    *,
+    epochs: int = 8,
+    neutral_weight: float = 1.0,
+    hold_out: str | None = OUT_OF_TIME_ORIGIN,
+) -> dict:
     """Re-train only the sentiment head on embeddings from the run's (adapted) encoder.
 
     Like :func:`refit_stance_head`: the multi-task run sees each sentiment post about once;
-    several epochs of the head on fixed embeddings are one encoding pass. The out-of-time
-    dev origin stays held out.
+    several epochs of the head on fixed embeddings are one encoding pass. ``hold_out`` as
+    in :func:`models.data.load_sentiment_train` (the out-of-time dev posts always stay out).
     """
+    if hold_out not in (OUT_OF_TIME_ORIGIN, HOLD_OUT_DEV_SAMPLE):
+        raise ValueError(
+            f"a sentiment refit must hold out the out-of-time dev posts, not {hold_out}"
+        )
     artifacts, root, seed = run.artifacts, run.root, run.seed
     from models.scorer import load_model
     from models.train import EmbeddingCache, fit_simple_head
@@ -347,7 +358,7 @@ def refit_sentiment_head(run: Refit, *, epochs: int = 8, neutral_weight: float =
     seed_everything(seed)
     encoder, heads, meta = load_model(artifacts, merge=False)
     embed = EmbeddingCache(None, encoder)
-    texts, labels = load_sentiment_train(root)
+    texts, labels = load_sentiment_train(root, hold_out=hold_out)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
         embed(sorted(set(texts)))
     fit_simple_head(
@@ -362,8 +373,7 @@ def refit_sentiment_head(run: Refit, *, epochs: int = 8, neutral_weight: float =
     )
     return _save_refit(
         run, meta, heads, encoder, "sentiment_head_refit",
-        epochs=epochs, rows=len(texts), neutral_weight=neutral_weight,
-        hold_out=OUT_OF_TIME_ORIGIN,
+        epochs=epochs, rows=len(texts), neutral_weight=neutral_weight, hold_out=hold_out,
     )  # fmt: skip
 
 

@@ -57,7 +57,7 @@ class TrainRequest:
     neutral_weight: float = 1.0
     train_dropout: float | None = None  # lora / full: encoder dropout while training
     freeze_embeddings: bool = False  # full: keep the word-embedding table at the base
-    sentiment_hold_out: str = "year"  # lora / full: a key of models.data.SENTIMENT_HOLD_OUTS
+    sentiment_hold_out: str = "year"  # lora / full / refit-sentiment: a SENTIMENT_HOLD_OUTS key
 
     def check(self) -> None:
         """Refuse what would give a wrong result, before minutes of training."""
@@ -70,8 +70,12 @@ class TrainRequest:
             raise ValueError("--exclude-target runs must start from scratch (no --base)")
         if self.sentiment_hold_out not in SENTIMENT_HOLD_OUTS:
             raise ValueError(f"sentiment hold-out must be one of {', '.join(SENTIMENT_HOLD_OUTS)}")
-        if self.sentiment_hold_out != "year" and self.method not in ("lora", "full"):
-            raise ValueError("--sentiment-hold-out applies to --method lora / full only")
+        if self.sentiment_hold_out != "year" and self.method not in (
+            "lora",
+            "full",
+            "refit-sentiment",
+        ):
+            raise ValueError("--sentiment-hold-out applies to lora / full / refit-sentiment only")
 
 
 def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
@@ -97,6 +101,7 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
             Refit(request.base, root, out, request.seed),
             epochs=int(request.epochs or 8),
             neutral_weight=request.neutral_weight,
+            hold_out=SENTIMENT_HOLD_OUTS[request.sentiment_hold_out],
         )
     from models.lora import LoraConfig, train_lora
 
@@ -263,6 +268,45 @@ def compress_model(source: Path, out: Path, form: str, rank: int = 32) -> dict[s
     )
     size = (Path(out) / artifact_store.ENCODER_DELTA).stat().st_size
     return settings | {"bytes": size}
+
+
+def average_models(
+    first: Path, second: Path, out: Path, weight: float = 0.5, form: str = "int4"
+) -> dict[str, Any]:
+    """Average two ``--method full`` runs' weights (a "model soup": encoder deltas and heads,
+    ``weight`` on ``second``) into ``out``, the delta stored in ``form``. Both runs must start
+    from the same base with the same heads' shapes. The manifest is ``second``'s and names
+    both runs; no metrics or calibration (evaluate the average)."""
+    from models.delta import decode_delta, encode_delta
+
+    if artifact_store.is_packaged(out):
+        raise ValueError("the packaged default is read-only; write to the model directory")
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    stored = [artifact_store.read_encoder_delta(run) for run in (first, second)]
+    if any(s is None for s in stored):
+        raise ValueError("both runs need an encoder delta (--method full)")
+    deltas = [decode_delta(s[1]) for s in stored if s is not None]
+    heads = [artifact_store.read_heads_state(run) for run in (first, second)]
+    for a, b, what in ((*deltas, "encoder deltas"), (*heads, "heads")):
+        if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+            raise ValueError(f"the two runs' {what} differ in shape: not the same architecture")
+
+    def mix(a: dict, b: dict) -> dict[str, torch.Tensor]:
+        return {k: (1 - weight) * a[k].float() + weight * b[k].float() for k in a}
+
+    manifest = artifact_store.read_manifest(second)
+    manifest["training"] = manifest.get("training", {}) | {
+        "weight_average": {"runs": [str(first), str(second)], "weight_of_second": weight}
+    }
+    settings = {"form": form}
+    artifact_store.write_model(
+        out,
+        mix(*heads),
+        manifest,
+        encoder_delta=(settings, encode_delta(mix(*deltas), form)),
+    )
+    return settings | {"bytes": (Path(out) / artifact_store.ENCODER_DELTA).stat().st_size}
 
 
 def set_threads(threads: int) -> None:

@@ -191,10 +191,10 @@ def _cache_root() -> Path:
     type=click.Choice(list(SENTIMENT_HOLD_OUTS)),
     default="year",
     show_default=True,
-    help="lora / full: what of the latest sentiment year (twitter-2016test) stays out of "
-    "training. year: all of it, so the out-of-time dev figure is a later year (choose "
-    "recipes so); dev-sample: only the 4,000 dev posts, so a chosen recipe also learns "
-    "from the other 16,212 (its dev figure is then same-year).",
+    help="lora / full / refit-sentiment: what of the latest sentiment year "
+    "(twitter-2016test) stays out of training. year: all of it, so the out-of-time dev "
+    "figure is a later year (choose recipes so); dev-sample: only the 4,000 dev posts, so "
+    "a chosen recipe also learns from the other 16,212 (its dev figure is then same-year).",
 )
 def train_command(
     method: str,
@@ -266,6 +266,32 @@ def compress_command(source: Path, out: Path, form: str, rank: int) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"encoder delta {result} written to {out}")
+
+
+@models_group.command("average")
+@click.argument("first", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("second", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+    help="Share of SECOND in the average.",
+)  # fmt: skip
+@click.option("--form", type=click.Choice(DELTA_FORMS), default="int4", show_default=True)
+def average_command(first: Path, second: Path, out: Path, weight: float, form: str) -> None:
+    """Average the weights of two --method full runs (then evaluate the average).
+
+    \b
+    Examples:
+      swingdial models average /tmp/full-seed13 /tmp/full-seed5 --out /tmp/soup
+      swingdial models eval --artifacts /tmp/soup --no-write --precision torch-fp32
+    """
+    from models.workflows import average_models
+
+    try:
+        result = average_models(first, second, out, weight, form)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(f"weights averaged ({weight:g} of {second}), encoder delta {result} in {out}")
 
 
 @models_group.command("eval")

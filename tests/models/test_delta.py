@@ -209,3 +209,48 @@ def test_compress_refuses_a_run_without_an_encoder_delta(tmp_path):
     assert result.exit_code == 2
     assert "no encoder delta" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def _run_with_delta(directory, delta_value: float, head_value: float, shape=(4, 64)):
+    from models.delta import encode_delta
+
+    packed = encode_delta({"layer.weight": torch.full(shape, delta_value)}, "fp16")
+    artifact_store.write_model(
+        directory,
+        {"sentiment.weight": torch.full((3, 8), head_value)},
+        {"training": {"seed": int(delta_value)}},
+        encoder_delta=({"form": "fp16"}, packed),
+    )
+
+
+def test_average_of_two_full_runs_mixes_deltas_and_heads_by_weight(tmp_path):
+    from models.delta import decode_delta
+    from models.workflows import average_models
+
+    _run_with_delta(tmp_path / "a", 1.0, 0.0)
+    _run_with_delta(tmp_path / "b", 3.0, 2.0)
+    result = average_models(tmp_path / "a", tmp_path / "b", tmp_path / "avg", 0.25, "fp16")
+    assert result["form"] == "fp16"
+    delta = decode_delta(artifact_store.read_encoder_delta(tmp_path / "avg")[1])
+    assert torch.allclose(delta["layer.weight"], torch.full((4, 64), 1.5))
+    heads = artifact_store.read_heads_state(tmp_path / "avg")
+    assert torch.allclose(heads["sentiment.weight"].float(), torch.full((3, 8), 0.5))
+    average = artifact_store.read_manifest(tmp_path / "avg")["training"]["weight_average"]
+    assert average == {"runs": [str(tmp_path / "a"), str(tmp_path / "b")], "weight_of_second": 0.25}
+
+
+def test_average_refuses_runs_of_different_shapes_or_without_a_delta(tmp_path):
+    from click.testing import CliRunner
+
+    from stream.cli.models import models_group
+
+    _run_with_delta(tmp_path / "a", 1.0, 0.0)
+    _run_with_delta(tmp_path / "wide", 1.0, 0.0, shape=(4, 128))
+    artifact_store.write_model(tmp_path / "lora", {"w": torch.ones(3)}, {"lora": None})
+    for other, message in (("wide", "differ in shape"), ("lora", "need an encoder delta")):
+        result = CliRunner().invoke(
+            models_group,
+            ["average", str(tmp_path / "a"), str(tmp_path / other), "--out", str(tmp_path / "o")],
+        )
+        assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "o").exists()

@@ -411,6 +411,7 @@ def test_dev_sample_hold_out_trains_on_the_rest_of_the_latest_year(data_root):
     from models.data import (
         HOLD_OUT_DEV_SAMPLE,
         OUT_OF_TIME_DEV_N,
+        OUT_OF_TIME_ORIGIN,
         load_sentiment_oot,
         load_sentiment_train,
     )
@@ -426,6 +427,19 @@ def test_dev_sample_hold_out_trains_on_the_rest_of_the_latest_year(data_root):
     meta = {"training": {"config": {"sentiment_hold_out": HOLD_OUT_DEV_SAMPLE}}}
     assert oot_held_out(meta) and not oot_later_year(meta)
     assert not oot_held_out({"training": {"config": {"sentiment_hold_out": "twitter-2013dev"}}})
+    # a sentiment-head refit on top counts too: the head saw what its refit saw
+    run = {"sentiment_hold_out": OUT_OF_TIME_ORIGIN}
+    refit = {"training": {"config": run, "sentiment_head_refit": {"hold_out": HOLD_OUT_DEV_SAMPLE}}}
+    assert oot_held_out(refit) and not oot_later_year(refit)
+    refit["training"]["sentiment_head_refit"]["hold_out"] = None
+    assert not oot_held_out(refit)
+
+
+def test_a_sentiment_refit_that_would_train_on_the_dev_posts_is_refused(tmp_path):
+    from models.lora import Refit, refit_sentiment_head
+
+    with pytest.raises(ValueError, match="must hold out"):
+        refit_sentiment_head(Refit(tmp_path, tmp_path, tmp_path / "out"), hold_out=None)
 
 
 def test_weak_dev_set_never_reaches_stance_training(data_root):

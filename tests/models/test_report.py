@@ -83,7 +83,7 @@ def test_requests_that_would_leak_or_overwrite_are_refused(tmp_path: Path):
         TrainRequest(method="refit-stance").check()
     with pytest.raises(ValueError, match="read-only"):
         train_model(TrainRequest(method="frozen"), tmp_path, PACKAGED_DIR)
-    with pytest.raises(ValueError, match="lora / full only"):
+    with pytest.raises(ValueError, match="refit-sentiment only"):
         TrainRequest(method="frozen", sentiment_hold_out="dev-sample").check()
     with pytest.raises(ValueError, match="year, dev-sample"):
         TrainRequest(sentiment_hold_out="none").check()
