@@ -25,6 +25,8 @@ PRECISION_ALIASES = {"fp32": "onnx-fp32", "bf16": "torch-bf16", "int8": "onnx-in
 PRECISIONS = ("auto", *PRECISION_ALIASES, *VARIANTS)
 # Forms a fully fine-tuned encoder's weight delta is stored in (models.delta).
 DELTA_FORMS = ("fp16", "svd", "int8", "int4")
+# What `swingdial models average` does with the two runs' heads.
+AVERAGE_HEADS = ("average", "first", "second")
 
 
 def default_runtime_dir() -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from models import artifact_store
-from models.config import ScorerConfig
+from models.config import AVERAGE_HEADS, ScorerConfig
 from models.data import SENTIMENT_HOLD_OUTS
 from models.evaluate import (
     DevSet,
@@ -271,12 +271,19 @@ def compress_model(source: Path, out: Path, form: str, rank: int = 32) -> dict[s
 
 
 def average_models(
-    first: Path, second: Path, out: Path, weight: float = 0.5, form: str = "int4"
+    first: Path,
+    second: Path,
+    out: Path,
+    weight: float = 0.5,
+    form: str = "int4",
+    heads: str = "average",
 ) -> dict[str, Any]:
-    """Average two ``--method full`` runs' weights (a "model soup": encoder deltas and heads,
-    ``weight`` on ``second``) into ``out``, the delta stored in ``form``. Both runs must start
-    from the same base with the same heads' shapes. The manifest is ``second``'s and names
-    both runs; no metrics or calibration (evaluate the average)."""
+    """Average two ``--method full`` runs' weights (a "model soup", ``weight`` on ``second``)
+    into ``out``, the encoder delta stored in ``form``. The encoders share the base, so their
+    deltas average whatever the seeds; heads average only when both runs started them from
+    the same random weights (the same seed), else take one run's (``heads`` first / second).
+    The manifest is ``second``'s and names both runs; no metrics or calibration (evaluate
+    the average)."""
     from models.delta import decode_delta, encode_delta
 
     if artifact_store.is_packaged(out):
@@ -286,27 +293,45 @@ def average_models(
     stored = [artifact_store.read_encoder_delta(run) for run in (first, second)]
     if any(s is None for s in stored):
         raise ValueError("both runs need an encoder delta (--method full)")
+    if heads not in AVERAGE_HEADS:
+        raise ValueError(f"heads must be one of {', '.join(AVERAGE_HEADS)}, not {heads!r}")
     deltas = [decode_delta(s[1]) for s in stored if s is not None]
-    heads = [artifact_store.read_heads_state(run) for run in (first, second)]
-    for a, b, what in ((*deltas, "encoder deltas"), (*heads, "heads")):
+    states = [artifact_store.read_heads_state(run) for run in (first, second)]
+    for a, b, what in ((*deltas, "encoder deltas"), (*states, "heads")):
         if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
             raise ValueError(f"the two runs' {what} differ in shape: not the same architecture")
+    seeds = [_seed(artifact_store.read_manifest(run)) for run in (first, second)]
+    if heads == "average" and seeds[0] != seeds[1]:
+        raise ValueError(
+            f"the runs' heads started from different random weights (seeds {seeds[0]}, "
+            f"{seeds[1]}): averaging them mixes unrelated units; keep one run's heads"
+        )
 
     def mix(a: dict, b: dict) -> dict[str, torch.Tensor]:
         return {k: (1 - weight) * a[k].float() + weight * b[k].float() for k in a}
 
     manifest = artifact_store.read_manifest(second)
     manifest["training"] = manifest.get("training", {}) | {
-        "weight_average": {"runs": [str(first), str(second)], "weight_of_second": weight}
+        "weight_average": {
+            "runs": [str(first), str(second)],
+            "weight_of_second": weight,
+            "heads": heads,
+        }
     }
     settings = {"form": form}
+    head_state = {"average": mix(*states), "first": states[0], "second": states[1]}[heads]
     artifact_store.write_model(
         out,
-        mix(*heads),
+        head_state,
         manifest,
         encoder_delta=(settings, encode_delta(mix(*deltas), form)),
     )
     return settings | {"bytes": (Path(out) / artifact_store.ENCODER_DELTA).stat().st_size}
+
+
+def _seed(manifest: dict) -> Any:
+    training = manifest.get("training", {})
+    return training.get("config", {}).get("seed", training.get("seed"))
 
 
 def set_threads(threads: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from models.config import DELTA_FORMS, PRECISIONS, ScorerConfig
+from models.config import AVERAGE_HEADS, DELTA_FORMS, PRECISIONS, ScorerConfig
 from models.data import SENTIMENT_HOLD_OUTS
 from stream.config import get_settings
 
@@ -277,18 +277,26 @@ def compress_command(source: Path, out: Path, form: str, rank: int) -> None:
     help="Share of SECOND in the average.",
 )  # fmt: skip
 @click.option("--form", type=click.Choice(DELTA_FORMS), default="int4", show_default=True)
-def average_command(first: Path, second: Path, out: Path, weight: float, form: str) -> None:
+@click.option(
+    "--heads", type=click.Choice(AVERAGE_HEADS), default="average",
+    show_default=True,
+    help="The heads: averaged (runs of the same seed only) or one run's.",
+)  # fmt: skip
+def average_command(
+    first: Path, second: Path, out: Path, weight: float, form: str, heads: str
+) -> None:
     """Average the weights of two --method full runs (then evaluate the average).
 
     \b
     Examples:
-      swingdial models average /tmp/full-seed13 /tmp/full-seed5 --out /tmp/soup
+      swingdial models average /tmp/full-a /tmp/full-d --weight 0.3 --out /tmp/soup
+      swingdial models average /tmp/full-seed13 /tmp/full-seed5 --heads first --out /tmp/s2
       swingdial models eval --artifacts /tmp/soup --no-write --precision torch-fp32
     """
     from models.workflows import average_models
 
     try:
-        result = average_models(first, second, out, weight, form)
+        result = average_models(first, second, out, weight, form, heads)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(f"weights averaged ({weight:g} of {second}), encoder delta {result} in {out}")

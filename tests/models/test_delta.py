@@ -211,14 +211,14 @@ def test_compress_refuses_a_run_without_an_encoder_delta(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _run_with_delta(directory, delta_value: float, head_value: float, shape=(4, 64)):
+def _run_with_delta(directory, delta_value: float, head_value: float, shape=(4, 64), seed=13):
     from models.delta import encode_delta
 
     packed = encode_delta({"layer.weight": torch.full(shape, delta_value)}, "fp16")
     artifact_store.write_model(
         directory,
         {"sentiment.weight": torch.full((3, 8), head_value)},
-        {"training": {"seed": int(delta_value)}},
+        {"training": {"config": {"seed": seed}}},
         encoder_delta=({"form": "fp16"}, packed),
     )
 
@@ -236,7 +236,24 @@ def test_average_of_two_full_runs_mixes_deltas_and_heads_by_weight(tmp_path):
     heads = artifact_store.read_heads_state(tmp_path / "avg")
     assert torch.allclose(heads["sentiment.weight"].float(), torch.full((3, 8), 0.5))
     average = artifact_store.read_manifest(tmp_path / "avg")["training"]["weight_average"]
-    assert average == {"runs": [str(tmp_path / "a"), str(tmp_path / "b")], "weight_of_second": 0.25}
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert average == {"runs": runs, "weight_of_second": 0.25, "heads": "average"}
+
+
+def test_runs_of_different_seeds_average_encoders_but_keep_one_runs_heads(tmp_path):
+    from models.delta import decode_delta
+    from models.workflows import average_models
+
+    _run_with_delta(tmp_path / "a", 1.0, 0.0, seed=13)
+    _run_with_delta(tmp_path / "b", 3.0, 2.0, seed=5)
+    with pytest.raises(ValueError, match="seeds 13, 5"):
+        average_models(tmp_path / "a", tmp_path / "b", tmp_path / "avg")
+    assert not (tmp_path / "avg").exists()
+    average_models(tmp_path / "a", tmp_path / "b", tmp_path / "avg", 0.5, "fp16", heads="first")
+    delta = decode_delta(artifact_store.read_encoder_delta(tmp_path / "avg")[1])
+    assert torch.allclose(delta["layer.weight"], torch.full((4, 64), 2.0))
+    heads = artifact_store.read_heads_state(tmp_path / "avg")
+    assert torch.allclose(heads["sentiment.weight"].float(), torch.zeros(3, 8))
 
 
 def test_average_refuses_runs_of_different_shapes_or_without_a_delta(tmp_path):
