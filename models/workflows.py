@@ -297,7 +297,11 @@ def average_models(
         raise ValueError(f"heads must be one of {', '.join(AVERAGE_HEADS)}, not {heads!r}")
     deltas = [decode_delta(s[1]) for s in stored if s is not None]
     states = [artifact_store.read_heads_state(run) for run in (first, second)]
-    for a, b, what in ((*deltas, "encoder deltas"), (*states, "heads")):
+    pairs: list[tuple[str, list[dict[str, torch.Tensor]]]] = [
+        ("encoder deltas", deltas),
+        ("heads", states),
+    ]
+    for what, (a, b) in pairs:
         if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
             raise ValueError(f"the two runs' {what} differ in shape: not the same architecture")
     seeds = [_seed(artifact_store.read_manifest(run)) for run in (first, second)]
