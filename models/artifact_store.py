@@ -210,6 +210,13 @@ def read_encoder_delta(directory: Path) -> tuple[dict, dict[str, torch.Tensor]] 
     return dict(settings), load_file(str(directory / ENCODER_DELTA))
 
 
+def training_setting(manifest: Mapping[str, Any], name: str) -> Any:
+    """A run's training setting ``name``: from its config (lora / full runs) or, for frozen
+    runs, the training info itself; ``None`` when the run did not record it."""
+    training = manifest.get("training", {})
+    return training.get("config", {}).get(name, training.get(name))
+
+
 def _remove(directory: Path, names: list[str] | tuple[str, ...]) -> None:
     for name in names:
         (Path(directory) / name).unlink(missing_ok=True)

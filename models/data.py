@@ -121,7 +121,7 @@ def load_sentiment_train(
     out-of-time dev sample (:data:`HOLD_OUT_DEV_SAMPLE`) or nothing (``None``)."""
     rows = read_jsonl(data_dir(root) / "sentiment" / "train.jsonl")
     if hold_out == HOLD_OUT_DEV_SAMPLE:
-        dev = set(load_sentiment_oot(root)[0])
+        dev = {r["text"] for r in _oot_sample(rows)}
         rows = [r for r in rows if r["text"] not in dev]
     elif hold_out is not None:
         rows = [r for r in rows if r.get("origin") != hold_out]
@@ -135,11 +135,14 @@ def load_sentiment_oot(
 
     Rows ``[: n // 2]`` and ``[n // 2 :]`` are the two halves calibration is cross-fitted on.
     """
-    rows = read_jsonl(data_dir(root) / "sentiment" / "train.jsonl")
+    rows = _oot_sample(read_jsonl(data_dir(root) / "sentiment" / "train.jsonl"), n, seed)
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def _oot_sample(rows: list[dict], n: int = OUT_OF_TIME_DEV_N, seed: int = 13) -> list[dict]:
     rows = [r for r in rows if r.get("origin") == OUT_OF_TIME_ORIGIN]
     random.Random(seed).shuffle(rows)
-    rows = rows[:n]
-    return [r["text"] for r in rows], [r["label"] for r in rows]
+    return rows[:n]
 
 
 def weak_split(root: Path | str, seed: int) -> tuple[list[StanceExample], list[StanceExample]]:

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score, recall_score
 
+from models.artifact_store import training_setting
 from models.calibration import calibrate
 from models.data import (
     EMOTION_LABELS,
-    HOLD_OUT_DEV_SAMPLE,
     OUT_OF_TIME_ORIGIN,
     PSTANCE_TARGETS,
+    SENTIMENT_HOLD_OUTS,
     SENTIMENT_LABELS,
     STANCE_LABELS,
     StanceExample,
@@ -295,16 +296,15 @@ def handwritten_unseen(heads: Heads, embed: EmbedFn) -> dict:
 def _sentiment_hold_outs(meta: dict) -> list[str | None]:
     """What each stage that learnt from sentiment posts held out: the run, then any
     sentiment-head refit on top of it."""
-    training = meta.get("training", {})
-    run = training.get("config", {}).get("sentiment_hold_out", training.get("sentiment_hold_out"))
-    refit = training.get("sentiment_head_refit")
+    refit = meta.get("training", {}).get("sentiment_head_refit")
+    run = training_setting(meta, "sentiment_hold_out")
     return [run] + ([refit.get("hold_out")] if refit else [])
 
 
 def oot_held_out(meta: dict) -> bool:
     """Was the run trained without the out-of-time dev posts? (Runs before issue 10 were
     not: their out-of-time figure is a training-set figure.)"""
-    return all(h in (OUT_OF_TIME_ORIGIN, HOLD_OUT_DEV_SAMPLE) for h in _sentiment_hold_outs(meta))
+    return all(h in SENTIMENT_HOLD_OUTS.values() for h in _sentiment_hold_outs(meta))
 
 
 def oot_later_year(meta: dict) -> bool:

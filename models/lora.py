@@ -29,8 +29,8 @@ from models import artifact_store
 from models.cpu import cpu_has_bf16
 from models.data import (
     EMOTION_LABELS,
-    HOLD_OUT_DEV_SAMPLE,
     OUT_OF_TIME_ORIGIN,
+    SENTIMENT_HOLD_OUTS,
     SENTIMENT_LABELS,
     STANCE_LABELS,
     load_labelled,
@@ -347,7 +347,7 @@ def refit_sentiment_head(
     several epochs of the head on fixed embeddings are one encoding pass. ``hold_out`` as
     in :func:`models.data.load_sentiment_train` (the out-of-time dev posts always stay out).
     """
-    if hold_out not in (OUT_OF_TIME_ORIGIN, HOLD_OUT_DEV_SAMPLE):
+    if hold_out not in SENTIMENT_HOLD_OUTS.values():
         raise ValueError(
             f"a sentiment refit must hold out the out-of-time dev posts, not {hold_out}"
         )

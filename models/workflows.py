@@ -304,7 +304,10 @@ def average_models(
     for what, (a, b) in pairs:
         if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
             raise ValueError(f"the two runs' {what} differ in shape: not the same architecture")
-    seeds = [_seed(artifact_store.read_manifest(run)) for run in (first, second)]
+    seeds = [
+        artifact_store.training_setting(artifact_store.read_manifest(run), "seed")
+        for run in (first, second)
+    ]
     if heads == "average" and seeds[0] != seeds[1]:
         raise ValueError(
             f"the runs' heads started from different random weights (seeds {seeds[0]}, "
@@ -331,11 +334,6 @@ def average_models(
         encoder_delta=(settings, encode_delta(mix(*deltas), form)),
     )
     return settings | {"bytes": (Path(out) / artifact_store.ENCODER_DELTA).stat().st_size}
-
-
-def _seed(manifest: dict) -> Any:
-    training = manifest.get("training", {})
-    return training.get("config", {}).get("seed", training.get("seed"))
 
 
 def set_threads(threads: int) -> None:
