@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.text import TEXT_FORM, normalize_texts
+
 DEFAULT_MAX_LENGTH = 64
 # The projections LoRA adapts in every BERT layer (attention and feed-forward).
 LORA_TARGETS = (
@@ -119,8 +121,12 @@ class Encoder(nn.Module):
         lora_rank: int = 0,
         lora_alpha: float = 16.0,
         lora_dropout: float = 0.0,
+        text_form: str = TEXT_FORM,
     ) -> None:
         super().__init__()
+        # What texts look like before the tokenizer (models.text): the loaded model's form;
+        # a model being trained gets the current one.
+        self.text_form = text_form
         from transformers import AutoModel, AutoTokenizer
 
         _offline_env()
@@ -141,8 +147,9 @@ class Encoder(nn.Module):
         self.delta: tuple[dict, dict[str, torch.Tensor]] | None = None
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids and mask of the texts in the model's written form (models.text)."""
         return self.tokenizer(
-            list(texts),
+            normalize_texts(texts, self.text_form),
             padding=True,  # dynamic: pad to the longest text in this batch only
             truncation=True,
             max_length=self.max_length,

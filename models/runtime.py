@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.cpu import machine_key
+from models.text import TEXT_FORM, normalize_texts
 
 
 class EncoderRuntime(Protocol):
@@ -138,9 +139,13 @@ def run_chunks(
     return [runtime(input_ids, mask) for input_ids, mask in chunks]
 
 
-def tokenize_ids(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, truncated, unpadded (padding happens per chunk)."""
-    return tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+def tokenize_ids(
+    tokenizer, texts: Sequence[str], max_length: int, form: str = TEXT_FORM
+) -> list[list[int]]:
+    """Token ids per text in the written form ``form`` (models.text), truncated, unpadded
+    (padding happens per chunk)."""
+    texts = normalize_texts(texts, form)
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
 
 
 def pad_chunk(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -186,17 +191,25 @@ class SentenceEncoder:
     dim: int = 384
     chunk_size: int = 32
     sort_by_length: bool = True  # off only to measure what sorting buys (models.bench)
+    text_form: str = TEXT_FORM  # the model's written form of a post (models.text)
 
     @classmethod
     def from_torch(cls, runtime: EncoderRuntime, encoder, chunk_size: int = 32):
         """Around a torch :class:`models.encoder.Encoder` (its tokenizer and length)."""
-        return cls(runtime, encoder.tokenizer, encoder.max_length, encoder.dim, chunk_size)
+        return cls(
+            runtime,
+            encoder.tokenizer,
+            encoder.max_length,
+            encoder.dim,
+            chunk_size,
+            text_form=encoder.text_form,
+        )
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Normalised embeddings in the input order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        ids = tokenize_ids(self.tokenizer, texts, self.max_length)
+        ids = tokenize_ids(self.tokenizer, texts, self.max_length, self.text_form)
         pad = int(self.tokenizer.pad_token_id or 0)
         return embed_sorted(
             self.runtime,

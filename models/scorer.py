@@ -56,6 +56,7 @@ from models.runtime import (
     probe_key,
     probe_variants,
 )
+from models.text import model_text_form
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,7 @@ def load_model(
         max_length=int(meta.get("max_length", 64)),
         lora_rank=int(settings["rank"]),
         lora_alpha=float(settings["alpha"]),
+        text_form=model_text_form(meta),
     )
     if state is not None:
         encoder.load_lora(state)
@@ -384,6 +386,7 @@ def build_encoder(
         tokenizer,
         max_length=max_length,
         chunk_size=config.chunk_size,
+        text_form=model_text_form(meta),
     )
 
 

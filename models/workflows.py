@@ -30,6 +30,7 @@ from models.evaluate import (
     save_dev_logits,
 )
 from models.scorer import load_on_runtime, model_version
+from models.text import model_text_form
 
 METHODS = ("lora", "full", "frozen", "refit-stance", "refit-sentiment")
 LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
@@ -155,8 +156,8 @@ def _train_frozen(request: TrainRequest, root: Path, out: Path) -> dict[str, Any
 
 def dev_sets(directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path) -> dict:
     """Dev-set logits of a run on its encoder's runtime variant, cached under
-    ``cache_root`` by the weights, the variant and the data folder (encode once; evaluation
-    and calibration share them)."""
+    ``cache_root`` by the weights (with the manifest, which names the text form), the
+    variant and the data folder (encode once; evaluation and calibration share them)."""
     digest = hashlib.sha256(str(Path(root).resolve()).encode())
     digest.update(artifact_store.weights_hash(directory).encode())
     digest.update(encoder.runtime.variant.encode())
@@ -308,6 +309,12 @@ def average_models(
         artifact_store.training_setting(artifact_store.read_manifest(run), "seed")
         for run in (first, second)
     ]
+    forms = [model_text_form(artifact_store.read_manifest(run)) for run in (first, second)]
+    if forms[0] != forms[1]:
+        raise ValueError(
+            f"the runs were trained on different text forms ({forms[0]}, {forms[1]}): "
+            "their encoders read different inputs"
+        )
     if heads == "average" and seeds[0] != seeds[1]:
         raise ValueError(
             f"the runs' heads started from different random weights (seeds {seeds[0]}, "

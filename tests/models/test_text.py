@@ -1,0 +1,117 @@
+"""The one written form of a post (models.text), and that training and scoring both use it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.text import RAW_FORM, TEXT_FORM, model_text_form, normalize_post, normalize_texts
+
+
+@pytest.mark.parametrize(
+    ("raw", "form"),
+    [
+        # TweetEval ships some characters as literal escapes (10% of its sentiment val)
+        ("Rui En\\u2019s ex\\u002c by the rich guy", "Rui En's ex, by the rich guy"),
+        ("so funny \\ud83d\\ude02", "so funny \N{FACE WITH TEARS OF JOY}"),
+        ("lone \\ud83d surrogate", "lone \N{REPLACEMENT CHARACTER} surrogate"),
+        ("not an escape: \\user and \\u12", "not an escape: \\user and \\u12"),
+        # links: the SemEval 2013-16 files keep them, the test sets do not
+        ("Watch the trailer http://t.co/TZZzrrKa via @PJMedia", "Watch the trailer via @PJMedia"),
+        ("half price! https://t.co/KET6EGD1an", "half price!"),
+        ("Get it here &gt;&gt;&gt;http://t.co/puba8PjJbn", "Get it here >>>"),
+        ("see www.example.com/a?b=1 now", "see now"),
+        ("awww. so cute", "awww. so cute"),
+        ("HTTPS://T.CO/ABC shouting", "shouting"),
+        # the SemEval-2016 stance marker is data, not text; other hashtags stay
+        ("Build the wall #Trump2016 #SemST", "Build the wall #Trump2016"),
+        ("I’m “fine” &amp; you?", 'I\'m "fine" & you?'),
+        ("  spaced\tout\n\npost  ", "spaced out post"),
+        ("@JoeBiden thank you", "@JoeBiden thank you"),  # handles name the target
+        ("http://t.co/only-a-link", ""),
+        ("", ""),
+    ],
+)
+def test_normalize_post(raw: str, form: str) -> None:
+    assert normalize_post(raw) == form
+
+
+_PIECES = ["\\u", "\\ud83d", "http://", "www.", "&amp;", "&gt", "#SemST", " ", "\u2019"]
+
+
+_UTF8 = st.text(alphabet=st.characters(codec="utf-8"))
+
+
+@given(st.lists(_UTF8 | st.sampled_from(_PIECES)).map("".join))
+def test_normalize_post_any_text(raw: str) -> None:
+    """Any text gives a string without links or #SemST, trimmed, with single spaces, that
+    UTF-8 can carry (Kafka and DuckDB take it)."""
+    form = normalize_post(raw)
+    assert "http://" not in form.lower() and not re.search(r"#semst\b", form, re.IGNORECASE)
+    assert form == form.strip() and "  " not in form
+    form.encode("utf-8")
+
+
+def test_normalize_texts_by_form() -> None:
+    assert normalize_texts(["b http://x", "a"]) == ["b", "a"]
+    assert normalize_texts(["b http://x"], RAW_FORM) == ["b http://x"]
+    with pytest.raises(ValueError, match="unknown text form"):
+        normalize_texts(["a"], "tweet-v9")
+
+
+def test_a_model_is_read_in_the_form_it_was_trained_on() -> None:
+    assert model_text_form({}) == RAW_FORM  # models from before the normaliser
+    assert model_text_form({"text_form": TEXT_FORM}) == TEXT_FORM
+    with pytest.raises(ValueError, match="trained on text form"):
+        model_text_form({"text_form": "tweet-v9"})
+
+
+def test_training_and_scoring_tokenize_the_same_form() -> None:
+    """The training tokenizer (Encoder.tokenize) and the runtimes' (tokenize_ids) both see
+    the normalised post: a link or an escape changes no token id."""
+    from models.encoder import Encoder
+    from models.runtime import tokenize_ids
+
+    encoder = Encoder(max_length=64)
+    raw = ["Rui En\\u2019s trailer http://t.co/x #SemST", "I’m fine"]
+    clean = ["Rui En's trailer", "I'm fine"]
+    ids = tokenize_ids(encoder.tokenizer, raw, 64)
+    assert ids == tokenize_ids(encoder.tokenizer, clean, 64)
+    assert ids == [
+        row[: int(mask.sum())]
+        for row, mask in zip(
+            encoder.tokenize(raw)["input_ids"].tolist(),
+            encoder.tokenize(raw)["attention_mask"],
+            strict=True,
+        )
+    ]
+    # the link really was a different input before normalisation, and a raw model keeps it
+    assert encoder.tokenizer(raw[0])["input_ids"] != ids[0]
+    as_given = tokenize_ids(encoder.tokenizer, raw, 64, RAW_FORM)
+    assert as_given[0] == encoder.tokenizer(raw[0])["input_ids"]
+
+
+@pytest.mark.parametrize("form", [RAW_FORM, TEXT_FORM])
+def test_a_loaded_model_encodes_in_its_manifests_form(tmp_path, form: str) -> None:
+    """The scorer's encoder (torch here; the ONNX / OpenVINO ones take the same manifest
+    value) reads posts in the form the model was trained on."""
+    import json
+    import shutil
+
+    from models.config import ScorerConfig
+    from models.paths import ARTIFACTS_DIR
+    from models.scorer import build_encoder, load_model
+
+    model = tmp_path / "model"
+    shutil.copytree(ARTIFACTS_DIR, model)
+    manifest = json.loads((model / "model.json").read_text())
+    manifest["text_form"] = form
+    (model / "model.json").write_text(json.dumps(manifest))
+    assert load_model(model)[0].text_form == form
+    encoder = build_encoder("torch-fp32", ScorerConfig(), model)
+    assert encoder.text_form == form
+    with_link, without = encoder.encode(["great night http://t.co/abc", "great night"])
+    assert (float(with_link @ without) > 0.9999) == (form == TEXT_FORM)
