@@ -44,11 +44,12 @@ def calibration_texts(root: Path | str, n: int = CALIBRATION_TEXTS, seed: int = 
 
 
 def calibration_feeds(
-    tokenizer, texts: Sequence[str], max_length: int, chunk: int = CALIBRATION_CHUNK
+    tokenizer, texts: Sequence[str], max_length: int, chunk: int = CALIBRATION_CHUNK, *, form: str
 ) -> list[dict[str, np.ndarray]]:
-    """Model inputs as the scorer makes them: length-sorted chunks, each padded to its own
-    longest text (so calibration sees the same little padding the runtime does)."""
-    ids = tokenize_ids(tokenizer, texts, max_length)
+    """Model inputs as the scorer makes them: texts in the model's written form ``form``,
+    length-sorted chunks, each padded to its own longest text (so calibration sees the same
+    little padding the runtime does)."""
+    ids = tokenize_ids(tokenizer, texts, max_length, form)
     order = np.argsort([len(x) for x in ids], kind="stable")
     feeds = []
     for start in range(0, len(order), chunk):

@@ -139,9 +139,7 @@ def run_chunks(
     return [runtime(input_ids, mask) for input_ids, mask in chunks]
 
 
-def tokenize_ids(
-    tokenizer, texts: Sequence[str], max_length: int, form: str = TEXT_FORM
-) -> list[list[int]]:
+def tokenize_ids(tokenizer, texts: Sequence[str], max_length: int, form: str) -> list[list[int]]:
     """Token ids per text in the written form ``form`` (models.text), truncated, unpadded
     (padding happens per chunk)."""
     texts = normalize_texts(texts, form)

@@ -378,7 +378,7 @@ def build_encoder(
         variant,
         export_folder(config, directory),
         lambda: load_model(directory)[0],
-        lambda: calibration_inputs(config, tokenizer, max_length),
+        lambda: calibration_inputs(config, tokenizer, max_length, model_text_form(meta)),
     )
     runtime_class = OpenVinoRuntime if variant in OPENVINO_FILES else OnnxRuntime
     return SentenceEncoder(
@@ -400,11 +400,12 @@ def base_tokenizer():
     return AutoTokenizer.from_pretrained(str(base_model_dir()), local_files_only=True)
 
 
-def calibration_inputs(config: ScorerConfig, tokenizer, max_length: int) -> list[dict]:
+def calibration_inputs(config: ScorerConfig, tokenizer, max_length: int, form: str) -> list[dict]:
     """Static int8's calibration inputs: seeded training-pool texts in sorted chunks."""
     from models.quantize import calibration_feeds, calibration_texts
 
-    return calibration_feeds(tokenizer, calibration_texts(config.data_dir), max_length)
+    texts = calibration_texts(config.data_dir)
+    return calibration_feeds(tokenizer, texts, max_length, form=form)
 
 
 def probe_file(config: ScorerConfig) -> Path:
@@ -446,8 +447,9 @@ def export_runtime(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> dic
         return encoder[0]
 
     def calibration() -> list[dict]:
-        max_length = int(read_meta(directory).get("max_length", 64))
-        return calibration_inputs(config, base_tokenizer(), max_length)
+        meta = read_meta(directory)
+        max_length = int(meta.get("max_length", 64))
+        return calibration_inputs(config, base_tokenizer(), max_length, model_text_form(meta))
 
     variants = [v for v in EXPORT_FILES if v not in OPENVINO_FILES or openvino_available()]
     return {v: ensure_exported(v, folder, load, calibration) for v in variants}

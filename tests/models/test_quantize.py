@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from models.data import OUT_OF_TIME_ORIGIN
 from models.quantize import calibration_feeds, calibration_texts, quantize_openvino_int8
 from models.runtime import OpenVinoRuntime, openvino_available
+from models.text import RAW_FORM
 
 pytestmark = pytest.mark.skipif(not openvino_available(), reason="openvino/nncf not installed")
 
@@ -63,7 +64,7 @@ class _Tokenizer:
 
 def test_calibration_feeds_are_sorted_chunks_padded_to_their_longest():
     texts = ["a b c d e", "a", "a b", "a b c", "a b c d e f g"]
-    feeds = calibration_feeds(_Tokenizer(), texts, max_length=6, chunk=2)
+    feeds = calibration_feeds(_Tokenizer(), texts, max_length=6, chunk=2, form=RAW_FORM)
     assert [f["input_ids"].shape for f in feeds] == [(2, 2), (2, 5), (1, 6)]
     assert [f["attention_mask"].sum(1).tolist() for f in feeds] == [[1, 2], [3, 5], [6]]
 
@@ -106,7 +107,8 @@ def _tiny_encoder(path: Path, vocab: int = 40, dim: int = 32, hidden: int = 64) 
 def _feeds(seed: int, n: int = 8) -> list[dict[str, np.ndarray]]:
     rng = np.random.default_rng(seed)
     ids = [rng.integers(1, 40, int(rng.integers(3, 12))).tolist() for _ in range(n * 4)]
-    return calibration_feeds(lambda texts, **_: {"input_ids": texts}, ids, 16, chunk=4)
+    tokenizer = lambda texts, **_: {"input_ids": texts}  # noqa: E731 (ids are the "texts")
+    return calibration_feeds(tokenizer, ids, 16, chunk=4, form=RAW_FORM)
 
 
 def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):

@@ -56,7 +56,7 @@ def test_normalize_post_any_text(raw: str) -> None:
 
 
 def test_normalize_texts_by_form() -> None:
-    assert normalize_texts(["b http://x", "a"]) == ["b", "a"]
+    assert normalize_texts(["b http://x", "a"], TEXT_FORM) == ["b", "a"]
     assert normalize_texts(["b http://x"], RAW_FORM) == ["b http://x"]
     with pytest.raises(ValueError, match="unknown text form"):
         normalize_texts(["a"], "tweet-v9")
@@ -78,8 +78,8 @@ def test_training_and_scoring_tokenize_the_same_form() -> None:
     encoder = Encoder(max_length=64)
     raw = ["Rui En\\u2019s trailer http://t.co/x #SemST", "I’m fine"]
     clean = ["Rui En's trailer", "I'm fine"]
-    ids = tokenize_ids(encoder.tokenizer, raw, 64)
-    assert ids == tokenize_ids(encoder.tokenizer, clean, 64)
+    ids = tokenize_ids(encoder.tokenizer, raw, 64, TEXT_FORM)
+    assert ids == tokenize_ids(encoder.tokenizer, clean, 64, TEXT_FORM)
     assert ids == [
         row[: int(mask.sum())]
         for row, mask in zip(
