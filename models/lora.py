@@ -42,6 +42,7 @@ from models.encoder import Encoder
 from models.evaluate import evaluate
 from models.heads import Heads
 from models.report import LOTO_KEYS
+from models.text import TEXT_FORM, TEXT_FORMS
 from models.train import (
     SOURCE_WEIGHT,
     class_weights,
@@ -81,6 +82,9 @@ class LoraConfig:
     neutral_weight: float = 1.0  # multiplies neutral's class weight (a later year is more neutral)
     train_dropout: float | None = None  # encoder dropout while training (None: the base's 0.1)
     freeze_embeddings: bool = False  # full: the word-embedding table stays the base's
+    data_seed: int | None = None  # order and sampling of the data (None: seed); seed: the init
+    average_tail: float = 0.0  # share of the schedule whose weights are averaged (0: last step)
+    text_form: str = TEXT_FORM  # models.text; "raw" reproduces the models trained before it
 
     def check(self) -> None:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
@@ -92,6 +96,51 @@ class LoraConfig:
             raise ValueError("freeze_embeddings applies to method full only")
         if self.train_dropout is not None and not 0 <= self.train_dropout < 1:
             raise ValueError(f"train_dropout must be in [0, 1), got {self.train_dropout}")
+        if not 0 <= self.average_tail < 1:
+            raise ValueError(f"average_tail must be in [0, 1), got {self.average_tail}")
+        if self.text_form not in TEXT_FORMS:
+            raise ValueError(f"text_form must be one of {', '.join(TEXT_FORMS)}")
+
+
+TAIL_SAMPLES = 100  # weight samples in a tail average, spread evenly over the tail
+
+
+class TailAverage:
+    """Uniform average of the trained weights over the last ``share`` of the schedule.
+
+    Averaging the iterates of one run's decaying tail (stochastic weight averaging) lands
+    in a flatter region than the last step, which is the usual remedy for a shift between
+    the training pool and later data. ``update`` samples every ``every`` steps once
+    ``progress`` (0..1) reaches ``1 - share``; ``swap_in`` puts the average into the
+    parameters and returns the last iterate's values.
+    """
+
+    def __init__(self, params: list[torch.Tensor], share: float, every: int = 20) -> None:
+        self.params = params
+        self.share = share
+        self.every = every
+        self.samples = 0
+        self.average: list[torch.Tensor] = []
+
+    def update(self, progress: float, step: int, *, last: bool = False) -> None:
+        if self.share <= 0 or progress < 1 - self.share or (step % self.every and not last):
+            return
+        self.samples += 1
+        if self.samples == 1:
+            self.average = [p.detach().clone() for p in self.params]
+            return
+        with torch.no_grad():
+            for avg, p in zip(self.average, self.params, strict=True):
+                avg.add_(p.detach() - avg, alpha=1.0 / self.samples)
+
+    def swap_in(self) -> list[torch.Tensor]:
+        if not self.samples:
+            raise ValueError("no weights were averaged (the run ended before its tail)")
+        last = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, avg in zip(self.params, self.average, strict=True):
+                p.copy_(avg)
+        return last
 
 
 def _cycle(items: list, rng: random.Random):
@@ -105,14 +154,16 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     """Fine-tune adapters (or, ``method="full"``, the whole encoder) + heads, write
     artifacts and metrics to ``out_dir``."""
     cfg.check()
-    seed_everything(cfg.seed)
-    rng = random.Random(cfg.seed)
+    seed_everything(cfg.seed)  # the initial weights (heads, adapters)
+    data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+    rng = random.Random(data_seed)
     full = cfg.method == "full"
     encoder = Encoder(
         max_length=cfg.max_length,
         lora_rank=0 if full else cfg.rank,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
+        text_form=cfg.text_form,
     )
     base_state = {k: v.clone() for k, v in encoder.model.state_dict().items()} if full else {}
     heads = Heads(dim=encoder.dim)
@@ -148,7 +199,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     emo = list(zip(e_texts, [EMOTION_LABELS.index(x) for x in e_labels], strict=True))
     stance = stance_train_set(
         root,
-        seed=cfg.seed,
+        seed=data_seed,
         weak_limit=cfg.weak_limit,
         generic_texts=[t for t, _ in sent[:20_000]],
         swap_share=cfg.swap_share,
@@ -196,6 +247,11 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     history: list[dict] = []
     run = {"sentiment": 0.0, "stance": 0.0, "emotion": 0.0}
     seen = 0
+    tail = TailAverage(
+        enc_params + list(heads.parameters()),
+        cfg.average_tail,
+        every=max(1, int(steps * cfg.average_tail) // TAIL_SAMPLES),
+    )
     bar = tqdm(range(steps), desc=cfg.method, unit="step", mininterval=5)
     step = 0
     for step in bar:
@@ -238,17 +294,17 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
             bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in run.items()})
         if step % 100 == 0:
             history.append({"step": step, **{k: round(v, 4) for k, v in run.items()}})
+        tail.update(progress, step, last=progress >= 1.0 or step + 1 == steps)
         if cfg.checkpoint_every and step and step % cfg.checkpoint_every == 0:
             _checkpoint(out_dir, encoder, heads, base_state)
         if progress >= 1.0:
-            log.warning("time budget reached at step %d/%d", step + 1, steps)
+            if step + 1 < steps:
+                log.warning("time budget reached at step %d/%d", step + 1, steps)
             break
     bar.close()
     train_s = time.time() - start
     encoder.model.eval()
     heads.eval()
-    if full:
-        _keep_delta(encoder, base_state)
     info = {
         "method": f"{'full' if full else 'LoRA'} multi-task fine-tuning of all-MiniLM-L6-v2 "
         "(one encoder pass for sentiment + stance + emotion), MLP heads",
@@ -263,7 +319,25 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         "train_rows": {"sentiment": len(sent), "emotion": len(emo), "stance": len(stance_rows)},
         "loss_history": history,
         "encoder_trainable_params": sum(p.numel() for p in enc_params),
+        "weights_averaged": tail.samples,
     }
+    if tail.samples:
+        # The last step's model stays beside the average, unevaluated
+        # (`swingdial models eval --artifacts OUT/last-iterate`).
+        if full:
+            _keep_delta(encoder, base_state)
+        last = info | {"weights_averaged": 0, "last_iterate_of": str(out_dir)}
+        save_artifacts(
+            out_dir / LAST_ITERATE,
+            heads,
+            encoder=encoder,
+            info=last,
+            metrics={},
+            max_length=cfg.max_length,
+        )
+        tail.swap_in()
+    if full:
+        _keep_delta(encoder, base_state)
     metrics = evaluate(heads, encoder.encode, root)
     # Keep the shipped model's frozen leave-one-target-out numbers, clearly labelled.
     old = artifact_store.read_metrics(artifact_store.PACKAGED_DIR)
@@ -274,6 +348,9 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         out_dir, heads, encoder=encoder, info=info, metrics=metrics, max_length=cfg.max_length
     )
     return metrics
+
+
+LAST_ITERATE = "last-iterate"  # beside a tail-averaged run: its last step's weights
 
 
 def _keep_delta(encoder: Encoder, base_state: dict[str, torch.Tensor]) -> None:

@@ -30,7 +30,7 @@ from models.evaluate import (
     save_dev_logits,
 )
 from models.scorer import load_on_runtime, model_version
-from models.text import model_text_form
+from models.text import TEXT_FORM, model_text_form
 
 METHODS = ("lora", "full", "frozen", "refit-stance", "refit-sentiment")
 LOTO_FROZEN_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders", "Hillary Clinton"]
@@ -59,6 +59,9 @@ class TrainRequest:
     train_dropout: float | None = None  # lora / full: encoder dropout while training
     freeze_embeddings: bool = False  # full: keep the word-embedding table at the base
     sentiment_hold_out: str = "year"  # lora / full / refit-sentiment: a SENTIMENT_HOLD_OUTS key
+    data_seed: int | None = None  # lora / full: data order and sampling (None: seed)
+    average_tail: float = 0.0  # lora / full: share of the schedule whose weights are averaged
+    text_form: str = TEXT_FORM  # lora / full: the written form trained on (models.text)
 
     def check(self) -> None:
         """Refuse what would give a wrong result, before minutes of training."""
@@ -117,6 +120,9 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         train_dropout=request.train_dropout,
         freeze_embeddings=request.freeze_embeddings,
         sentiment_hold_out=SENTIMENT_HOLD_OUTS[request.sentiment_hold_out],
+        data_seed=request.data_seed,
+        average_tail=request.average_tail,
+        text_form=request.text_form,
     )
     given = {
         "warm_start": str(request.base) if request.base is not None else None,

@@ -13,6 +13,7 @@ import click
 
 from models.config import AVERAGE_HEADS, DELTA_FORMS, PRECISIONS, ScorerConfig
 from models.data import SENTIMENT_HOLD_OUTS
+from models.text import TEXT_FORM, TEXT_FORMS
 from stream.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,30 @@ def _cache_root() -> Path:
     type=click.Path(path_type=Path),
     help="Artifacts folder (default: the model directory, SWINGDIAL_MODEL_DIR).",
 )
-@click.option("--seed", default=13, show_default=True)
+@click.option("--seed", default=13, show_default=True, help="Initial weights (and data).")
+@click.option(
+    "--data-seed",
+    type=int,
+    default=None,
+    help="lora / full: order and sampling of the training data, when it should differ from "
+    "--seed (two runs with one --seed start from the same heads, so their weights average).",
+)
+@click.option(
+    "--average-tail",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="lora / full: average the weights over this last share of the schedule (~100 "
+    "samples); the last step's model is kept in OUT/last-iterate.",
+)
+@click.option(
+    "--text-form",
+    type=click.Choice(TEXT_FORMS),
+    default=TEXT_FORM,
+    show_default=True,
+    help="lora / full: the written form of a post trained on (models.text); raw "
+    "reproduces the models trained before it.",
+)
 @click.option("--epochs", type=float, default=None, help="Passes over the training mix.")
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
 @click.option("--lora-alpha", type=float, default=None, help="LoRA alpha (default 16).")
@@ -222,6 +246,8 @@ def train_command(
       swingdial models train --method full --lr 5e-5 --time-budget-min 10 --out /tmp/full
       swingdial models train --method full --freeze-embeddings --train-dropout 0 --out /tmp/f
       swingdial models train --method full --sentiment-hold-out dev-sample --out /tmp/f2
+      swingdial models train --method full --average-tail 0.5 --data-seed 7 --out /tmp/f3
+      swingdial models train --method full --text-form raw --out /tmp/f4   # as before session 8
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """
