@@ -111,19 +111,19 @@ class TailAverage:
     Averaging the iterates of one run's decaying tail (stochastic weight averaging) lands
     in a flatter region than the last step, which is the usual remedy for a shift between
     the training pool and later data. ``update`` samples every ``every`` steps once
-    ``progress`` (0..1) reaches ``1 - share``; ``swap_in`` puts the average into the
-    parameters and returns the last iterate's values.
+    ``progress`` (0..1) reaches ``1 - share``, and the final step (progress 1) always;
+    ``swap_in`` puts the average into the parameters.
     """
 
-    def __init__(self, params: list[torch.Tensor], share: float, every: int = 20) -> None:
+    def __init__(self, params: list[torch.Tensor], share: float, every: int = 1) -> None:
         self.params = params
         self.share = share
         self.every = every
         self.samples = 0
         self.average: list[torch.Tensor] = []
 
-    def update(self, progress: float, step: int, *, last: bool = False) -> None:
-        if self.share <= 0 or progress < 1 - self.share or (step % self.every and not last):
+    def update(self, progress: float, step: int) -> None:
+        if self.share <= 0 or progress < 1 - self.share or (step % self.every and progress < 1):
             return
         self.samples += 1
         if self.samples == 1:
@@ -133,14 +133,12 @@ class TailAverage:
             for avg, p in zip(self.average, self.params, strict=True):
                 avg.add_(p.detach() - avg, alpha=1.0 / self.samples)
 
-    def swap_in(self) -> list[torch.Tensor]:
+    def swap_in(self) -> None:
         if not self.samples:
             raise ValueError("no weights were averaged (the run ended before its tail)")
-        last = [p.detach().clone() for p in self.params]
         with torch.no_grad():
             for p, avg in zip(self.params, self.average, strict=True):
                 p.copy_(avg)
-        return last
 
 
 def _cycle(items: list, rng: random.Random):
@@ -294,7 +292,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
             bar.set_postfix({k[:4]: f"{v:.3f}" for k, v in run.items()})
         if step % 100 == 0:
             history.append({"step": step, **{k: round(v, 4) for k, v in run.items()}})
-        tail.update(progress, step, last=progress >= 1.0 or step + 1 == steps)
+        tail.update(progress, step)  # progress is 1 at the last planned step
         if cfg.checkpoint_every and step and step % cfg.checkpoint_every == 0:
             _checkpoint(out_dir, encoder, heads, base_state)
         if progress >= 1.0:

@@ -17,8 +17,7 @@ def _walk(tail: TailAverage, param: torch.Tensor, values: list[float], steps: in
     for step, value in enumerate(values):
         with torch.no_grad():
             param.fill_(value)
-        progress = (step + 1) / steps
-        tail.update(progress, step, last=step + 1 == steps)
+        tail.update((step + 1) / steps, step)
 
 
 def test_the_tail_average_is_the_mean_of_the_sampled_steps_and_the_last_is_kept():
@@ -27,8 +26,8 @@ def test_the_tail_average_is_the_mean_of_the_sampled_steps_and_the_last_is_kept(
     _walk(tail, param, [float(v) for v in range(10)], steps=10)
     # progress >= 0.5 from step 4 on; steps 4, 6, 8 by `every`, and step 9 as the last
     assert tail.samples == 4
-    last = tail.swap_in()
-    assert torch.equal(last[0], torch.full((3,), 9.0))
+    assert torch.equal(param.detach(), torch.full((3,), 9.0))  # the last step, until swapped
+    tail.swap_in()
     assert torch.allclose(param.detach(), torch.full((3,), (4 + 6 + 8 + 9) / 4))
 
 
