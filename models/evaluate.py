@@ -41,11 +41,14 @@ from models.data import (
     weak_split,
 )
 from models.heads import Heads
+from models.text import tweeteval_spelling
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 # 30 posts about Kamala Harris / Elon Musk written by the model author (no labelled data
 # exists for them): a sanity check of unseen-target stance, not a benchmark.
 HANDWRITTEN = Path(__file__).resolve().parent / "eval" / "unseen_targets.jsonl"
+# The out-of-time dev posts spelt as the later-year test spells its posts (models.text).
+OOT_TWEETEVAL_SPELLING = "sentiment_oot_tweeteval_spelling"
 
 
 def f1avg(gold: Sequence[str], pred: Sequence[str]) -> float:
@@ -117,7 +120,8 @@ class DevSet:
 
 @torch.inference_mode()
 def dev_logits(heads: Heads, embed: EmbedFn, root: Path | str) -> dict[str, DevSet]:
-    """Every dev set's logits: TweetEval val and the out-of-time dev set (sentiment),
+    """Every dev set's logits: TweetEval val and the out-of-time dev set, as written and
+    in the TweetEval spelling (sentiment),
     emotion val, P-Stance val, TweetEval stance val and the weak Trump dev set (stance)."""
     heads.eval()
 
@@ -129,6 +133,8 @@ def dev_logits(heads: Heads, embed: EmbedFn, root: Path | str) -> dict[str, DevS
     sets["sentiment_val"] = DevSet("sentiment", simple(heads.sentiment, texts), gold)
     texts, gold = load_sentiment_oot(root)
     sets["sentiment_oot"] = DevSet("sentiment", simple(heads.sentiment, texts), gold)
+    spelt = [tweeteval_spelling(t) for t in texts]
+    sets[OOT_TWEETEVAL_SPELLING] = DevSet("sentiment", simple(heads.sentiment, spelt), gold)
     texts, gold = load_labelled(root, "emotion", "val")
     sets["emotion_val"] = DevSet("emotion", simple(heads.emotion, texts), gold)
     stance = {
@@ -204,6 +210,10 @@ def metrics_from_logits(sets: dict[str, DevSet], calibration: dict | None = None
             sets["tweeteval_stance_val"].examples(), probs("tweeteval_stance_val"), binary=False
         ),
     }
+    if OOT_TWEETEVAL_SPELLING in sets:
+        m[OOT_TWEETEVAL_SPELLING] = classification_metrics(
+            sets[OOT_TWEETEVAL_SPELLING].gold, probs(OOT_TWEETEVAL_SPELLING), SENTIMENT_LABELS
+        ) | {"origin": OUT_OF_TIME_ORIGIN, "spelling": "links removed, mentions @user"}
     if "weak_trump_dev" in sets:
         weak = sets["weak_trump_dev"]
         pred = [STANCE_LABELS[int(i)] for i in probs("weak_trump_dev").argmax(1)]
@@ -239,6 +249,8 @@ def evaluate(
         raw = metrics_from_logits(sets, None)
         metrics["sentiment_raw"] = raw["sentiment"]
         metrics["sentiment_oot_raw"] = raw["sentiment_oot"]
+        if OOT_TWEETEVAL_SPELLING in raw:
+            metrics[f"{OOT_TWEETEVAL_SPELLING}_raw"] = raw[OOT_TWEETEVAL_SPELLING]
     pst = load_stance(root, "pstance_val")
     if unrelated_check:
         # P-Stance posts about Trump/Biden/Sanders scored towards targets they never mention:
@@ -256,6 +268,9 @@ def evaluate(
     metrics["summary"] = {
         "sentiment_macro_recall": metrics["sentiment"]["macro_recall"],
         "sentiment_oot_macro_recall": metrics["sentiment_oot"]["macro_recall"],
+        "sentiment_oot_tweeteval_spelling_macro_recall": metrics.get(
+            OOT_TWEETEVAL_SPELLING, {}
+        ).get("macro_recall"),
         "emotion_macro_f1": metrics["emotion"]["macro_f1"],
         "pstance_macro_f1": {
             t: metrics["pstance"][t]["macro_f1"] for t in PSTANCE_TARGETS if t in metrics["pstance"]

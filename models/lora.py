@@ -42,7 +42,7 @@ from models.encoder import Encoder
 from models.evaluate import evaluate
 from models.heads import Heads
 from models.report import LOTO_KEYS
-from models.text import TEXT_FORM, TEXT_FORMS
+from models.text import TEXT_FORM, TEXT_FORMS, mask_mentions
 from models.train import (
     SOURCE_WEIGHT,
     class_weights,
@@ -71,6 +71,7 @@ class LoraConfig:
     sentiment_limit: int | None = None
     weak_limit: int = 3000
     swap_share: float = 0.3  # entity-swap copies of person-target posts (unseen targets)
+    none_pair_share: float = 0.35  # stance posts also paired, as none, with a target not named
     bf16: bool | None = None  # autocast matmuls to bfloat16; None: when the CPU has it (~3x)
     time_budget_min: float = 45.0
     max_steps: int | None = None
@@ -85,6 +86,7 @@ class LoraConfig:
     data_seed: int | None = None  # order and sampling of the data (None: seed); seed: the init
     average_tail: float = 0.0  # share of the schedule whose weights are averaged (0: last step)
     text_form: str = TEXT_FORM  # models.text; "raw" reproduces the models trained before it
+    mask_mentions: float = 0.0  # share of training posts with every @handle spelt @user
 
     def check(self) -> None:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
@@ -100,6 +102,10 @@ class LoraConfig:
             raise ValueError(f"average_tail must be in [0, 1), got {self.average_tail}")
         if self.text_form not in TEXT_FORMS:
             raise ValueError(f"text_form must be one of {', '.join(TEXT_FORMS)}")
+        if not 0 <= self.none_pair_share <= 1:
+            raise ValueError(f"none_pair_share must be in [0, 1], got {self.none_pair_share}")
+        if not 0 <= self.mask_mentions <= 1:
+            raise ValueError(f"mask_mentions must be in [0, 1], got {self.mask_mentions}")
 
 
 TAIL_SAMPLES = 100  # weight samples in a tail average, spread evenly over the tail
@@ -148,6 +154,15 @@ def _cycle(items: list, rng: random.Random):
         yield from order
 
 
+def masked_share(texts: list[str], share: float, rng: random.Random) -> list[str]:
+    """``texts`` with each one's mentions masked (``models.text.mask_mentions``) with
+    probability ``share``; ``rng`` is only drawn from when ``share`` > 0, so a run without
+    masking keeps the data order of the runs before the option."""
+    if share <= 0:
+        return texts
+    return [mask_mentions(t) if rng.random() < share else t for t in texts]
+
+
 def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     """Fine-tune adapters (or, ``method="full"``, the whole encoder) + heads, write
     artifacts and metrics to ``out_dir``."""
@@ -155,6 +170,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
     seed_everything(cfg.seed)  # the initial weights (heads, adapters)
     data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
     rng = random.Random(data_seed)
+    mask_rng = random.Random(data_seed + 1)  # apart from rng: masking leaves the order alone
     full = cfg.method == "full"
     encoder = Encoder(
         max_length=cfg.max_length,
@@ -201,6 +217,7 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         weak_limit=cfg.weak_limit,
         generic_texts=[t for t, _ in sent[:20_000]],
         swap_share=cfg.swap_share,
+        negative_ratio=cfg.none_pair_share,
         exclude_targets=tuple(cfg.exclude_targets),
     )
     stance_rows = [
@@ -257,7 +274,8 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         eb = [next(it_emo) for _ in range(n_emo)]
         tb = [next(it_st) for _ in range(n_stance)]
         targets = sorted({r[1] for r in tb})
-        texts = [r[0] for r in sb] + [r[0] for r in eb] + [r[0] for r in tb] + targets
+        posts = [r[0] for r in sb] + [r[0] for r in eb] + [r[0] for r in tb]
+        texts = masked_share(posts, cfg.mask_mentions, mask_rng) + targets
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             emb = encoder.embed_texts(texts)  # each text passes once
         emb = emb.float()

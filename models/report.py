@@ -25,7 +25,9 @@ def metrics_report(m: dict[str, Any]) -> str:
         out.append(f"encoded on {m['runtime']} (the runtime these figures come from)")
     rows = []
     for key, name in (("sentiment", "TweetEval val (same pool as training)"),
-                      ("sentiment_oot", "out-of-time dev")):  # fmt: skip
+                      ("sentiment_oot", "out-of-time dev"),
+                      ("sentiment_oot_tweeteval_spelling",
+                       "out-of-time dev, spelt as the test (@user, no links)")):  # fmt: skip
         if key in m:
             s = m[key]
             if s.get("held_out_of_training") is False:

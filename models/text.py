@@ -13,7 +13,10 @@ of it, so the form buys consistency, not a measured accuracy gain.
 What it does: decode literal ``\\uXXXX`` escapes and HTML entities, drop links, drop the
 SemEval-2016 ``#SemST`` marker, straighten typographic quotes (the tokenizer keeps ``’`` and
 ``'`` apart), fold white space. Mentions stay as written (P-Stance keeps handles such as
-``@JoeBiden``, which name the target).
+``@JoeBiden``, which name the target). Two helpers stand apart from the forms:
+:func:`mask_mentions` (training may read a share of posts with every handle as ``@user``)
+and :func:`tweeteval_spelling` (the evaluation also scores the out-of-time posts as the
+later-year test spells its posts).
 
 ``TEXT_FORM`` names this form. A model's manifest says which form it was trained on
 (``"text_form"``; models from before it have none and are ``"raw"``), and the encoder that
@@ -37,6 +40,8 @@ _LINK = re.compile(r"(?:https?://|(?<![\w.])www\.)\S*", re.IGNORECASE)  # not "a
 _SEMST = re.compile(r"#SemST\b", re.IGNORECASE)
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 _SPACE = re.compile(r"\s+")
+_MENTION = re.compile(r"(?<![\w@])@\w+")  # "@JoeBiden", not "name@mail.com"
+MASKED_MENTION = "@user"  # how TweetEval's sets (the sentiment test among them) spell every mention
 
 
 def _decode_escapes(match: re.Match[str]) -> str:
@@ -62,6 +67,27 @@ def normalize_post(text: str) -> str:
     text = _SEMST.sub(" ", text)
     text = text.translate(_QUOTES)
     return _SPACE.sub(" ", text).strip()
+
+
+def mask_mentions(text: str) -> str:
+    """Every ``@handle`` spelt ``@user``, as the TweetEval sets spell them.
+
+    The SemEval 2013-16 sentiment posts and P-Stance keep real handles while the TweetEval
+    sets (sentiment test and val, emotion, stance) have ``@user`` only, so in training
+    ``@user`` marks the emotion and SemEval-stance posts. Training can mask a share of the
+    posts (``LoraConfig.mask_mentions``) to make the encoder indifferent to the spelling.
+
+    >>> mask_mentions("@JoeBiden and @user, mail me@x.org")
+    '@user and @user, mail me@x.org'
+    """
+    return _MENTION.sub(MASKED_MENTION, text)
+
+
+def tweeteval_spelling(text: str) -> str:
+    """The post spelt as the TweetEval sets spell theirs: links removed, every mention
+    ``@user``. The later-year sentiment test (SemEval-2017 in TweetEval) is spelt so, the
+    out-of-time dev posts are not; the evaluation scores them both ways."""
+    return mask_mentions(_SPACE.sub(" ", _LINK.sub(" ", text)).strip())
 
 
 def _as_given(text: str) -> str:

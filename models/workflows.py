@@ -18,6 +18,7 @@ from models import artifact_store
 from models.config import AVERAGE_HEADS, ScorerConfig
 from models.data import SENTIMENT_HOLD_OUTS
 from models.evaluate import (
+    OOT_TWEETEVAL_SPELLING,
     DevSet,
     dev_logits,
     evaluate,
@@ -62,6 +63,8 @@ class TrainRequest:
     data_seed: int | None = None  # lora / full: data order and sampling (None: seed)
     average_tail: float = 0.0  # lora / full: share of the schedule whose weights are averaged
     text_form: str = TEXT_FORM  # lora / full: the written form trained on (models.text)
+    mask_mentions: float = 0.0  # lora / full: share of posts trained with @handles as @user
+    none_pair_share: float = 0.35  # lora / full: stance posts re-used as none for another target
 
     def check(self) -> None:
         """Refuse what would give a wrong result, before minutes of training."""
@@ -123,6 +126,8 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         data_seed=request.data_seed,
         average_tail=request.average_tail,
         text_form=request.text_form,
+        mask_mentions=request.mask_mentions,
+        none_pair_share=request.none_pair_share,
     )
     given = {
         "warm_start": str(request.base) if request.base is not None else None,
@@ -169,7 +174,7 @@ def dev_sets(directory: Path, encoder: Any, heads: Any, root: Path, cache_root: 
     digest.update(encoder.runtime.variant.encode())
     cache = cache_root / digest.hexdigest()[:16]
     sets: dict[str, DevSet] | None = load_dev_logits(cache)
-    if sets is None:
+    if sets is None or OOT_TWEETEVAL_SPELLING not in sets:  # or cached before that set
         sets = dev_logits(heads, encoder.encode, root)
         save_dev_logits(sets, cache)
     return sets

@@ -137,6 +137,22 @@ def _cache_root() -> Path:
     help="lora / full: the written form of a post trained on (models.text); raw "
     "reproduces the models trained before it.",
 )
+@click.option(
+    "--mask-mentions",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="lora / full: share of training posts whose @handles are spelt @user, as the "
+    "TweetEval sets spell them (0: as written).",
+)
+@click.option(
+    "--none-pair-share",
+    type=click.FloatRange(0, 1),
+    default=0.35,
+    show_default=True,
+    help="lora / full: share of the stance posts also trained as `none` towards a target "
+    "they do not name (another data target or a distractor such as Taylor Swift).",
+)
 @click.option("--epochs", type=float, default=None, help="Passes over the training mix.")
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
 @click.option("--lora-alpha", type=float, default=None, help="LoRA alpha (default 16).")
@@ -248,6 +264,8 @@ def train_command(
       swingdial models train --method full --sentiment-hold-out dev-sample --out /tmp/f2
       swingdial models train --method full --average-tail 0.5 --data-seed 7 --out /tmp/f3
       swingdial models train --method full --text-form raw --out /tmp/f4   # as before session 8
+      swingdial models train --method full --mask-mentions 0.5 --out /tmp/f5
+      swingdial models train --method full --none-pair-share 0.15 --out /tmp/f6
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """

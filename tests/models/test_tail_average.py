@@ -1,4 +1,5 @@
-"""Weight averaging over a run's tail, the data seed and the text form a run trains on."""
+"""Weight averaging over a run's tail, the data seed, the text form a run trains on and
+the share of posts it reads with masked mentions."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def test_no_tail_share_means_no_average_and_swapping_in_nothing_is_an_error():
         ("average_tail", 1.0, "average_tail must be in"),
         ("average_tail", -0.1, "average_tail must be in"),
         ("text_form", "shouting", "text_form must be one of"),
+        ("mask_mentions", 1.5, "mask_mentions must be in"),
+        ("mask_mentions", -0.5, "mask_mentions must be in"),
+        ("none_pair_share", 1.2, "none_pair_share must be in"),
     ],
 )
 def test_a_config_that_cannot_train_is_refused(field, value, message):
@@ -66,11 +70,14 @@ def test_the_cli_passes_data_seed_tail_and_text_form_to_the_run(tmp_path, monkey
 
     monkeypatch.setattr(models.lora, "train_lora", fake_train)
     args = ["train", "--method", "full", "--seed", "13", "--data-seed", "7"]
-    args += ["--average-tail", "0.5", "--text-form", "raw", "--out", str(tmp_path / "run")]
+    args += ["--average-tail", "0.5", "--text-form", "raw", "--mask-mentions", "0.25"]
+    args += ["--none-pair-share", "0.15"]
+    args += ["--out", str(tmp_path / "run")]
     result = CliRunner().invoke(models_group, args + ["--data", str(tmp_path)])
     assert "stopped before training" in result.output
     (cfg,) = seen
     assert (cfg.seed, cfg.data_seed, cfg.average_tail, cfg.text_form) == (13, 7, 0.5, "raw")
+    assert (cfg.mask_mentions, cfg.none_pair_share) == (0.25, 0.15)
     result = CliRunner().invoke(models_group, ["train", "--text-form", "shouting"])
     assert result.exit_code == 2 and "shouting" in result.output
 

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.text import RAW_FORM, TEXT_FORM, model_text_form, normalize_post, normalize_texts
+from models.text import (
+    MASKED_MENTION,
+    RAW_FORM,
+    TEXT_FORM,
+    mask_mentions,
+    model_text_form,
+    normalize_post,
+    normalize_texts,
+    tweeteval_spelling,
+)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +124,77 @@ def test_a_loaded_model_encodes_in_its_manifests_form(tmp_path, form: str) -> No
     assert encoder.text_form == form
     with_link, without = encoder.encode(["great night http://t.co/abc", "great night"])
     assert (float(with_link @ without) > 0.9999) == (form == TEXT_FORM)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@JoeBiden you lost me", "@user you lost me"),
+        (".@realDonaldTrump lies again", ".@user lies again"),
+        ("RT @a_b: @c and @user agree", "RT @user: @user and @user agree"),
+        ("write to me@example.org @ noon", "write to me@example.org @ noon"),  # not mentions
+        ("no handles here", "no handles here"),
+    ],
+)
+def test_mentions_are_spelt_as_the_tweeteval_sets_spell_them(text: str, expected: str) -> None:
+    assert mask_mentions(text) == expected
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab @._x")), max_size=40))
+def test_masking_is_idempotent_and_leaves_no_other_handle(text: str) -> None:
+    once = mask_mentions(text)
+    assert mask_mentions(once) == once
+    handles = re.findall(r"(?<![\w@])@\w+", once)
+    assert set(handles) <= {MASKED_MENTION}
+
+
+def test_a_masked_share_masks_about_that_share_and_zero_leaves_the_data_alone() -> None:
+    import random
+
+    from models.lora import masked_share
+
+    posts = [f"@someone{i} said hi" for i in range(2000)]
+    rng = random.Random(5)
+    state = rng.getstate()
+    assert masked_share(posts, 0.0, rng) is posts
+    assert rng.getstate() == state  # no draw: the runs before the option keep their order
+    masked = masked_share(posts, 0.5, rng)
+    share = sum(m == "@user said hi" for m in masked) / len(posts)
+    assert 0.45 < share < 0.55
+    assert all(m in (p, "@user said hi") for m, p in zip(masked, posts, strict=True))
+    assert masked_share(posts, 1.0, rng) == ["@user said hi"] * len(posts)
+
+
+def test_tweeteval_spelling_drops_links_and_masks_mentions_only() -> None:
+    post = "@JoeBiden wins!  https://t.co/x \\u2019 &amp; #SemST"
+    assert tweeteval_spelling(post) == "@user wins! \\u2019 &amp; #SemST"
+
+
+def test_the_out_of_time_dev_set_is_also_scored_as_the_later_year_test_spells_posts(
+    data_root,
+) -> None:
+    """dev_logits encodes the out-of-time posts twice, as written and in the TweetEval
+    spelling, and the metrics report both (the real dev files; a stand-in embedding)."""
+    import numpy as np
+
+    from models.data import load_sentiment_oot
+    from models.evaluate import OOT_TWEETEVAL_SPELLING, dev_logits, metrics_from_logits
+    from models.heads import Heads
+
+    seen: list[str] = []
+
+    def embed(texts):
+        seen.extend(texts)
+        rng = np.random.default_rng(len(seen))
+        return rng.normal(size=(len(texts), 384)).astype(np.float32)
+
+    oot, _ = load_sentiment_oot(data_root)
+    with_handle = [t for t in oot if re.search(r"(?<![\w@])@(?!user\b)\w+", t)]
+    assert len(with_handle) > 100  # the later-year file keeps real handles
+    sets = dev_logits(Heads(dim=384), embed, data_root)
+    assert sets[OOT_TWEETEVAL_SPELLING].gold == sets["sentiment_oot"].gold
+    assert with_handle[0] in seen and tweeteval_spelling(with_handle[0]) in seen
+    metrics = metrics_from_logits(sets)
+    spelt = metrics[OOT_TWEETEVAL_SPELLING]
+    assert spelt["n"] == metrics["sentiment_oot"]["n"] == len(oot)
+    assert spelt["spelling"] == "links removed, mentions @user"
