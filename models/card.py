@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.paths import ARTIFACTS_DIR
-from models.report import LOTO_KEYS
+from models.report import LOTO_KEYS, OOT_TWEETEVAL_SPELLING
 
 CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
@@ -50,8 +50,8 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
             f"| sentiment | out-of-time gap to TweetEval val | "
             f"{o['macro_recall'] - s['macro_recall']:+.3f} |",
         ]
-    if "sentiment_oot_tweeteval_spelling" in metrics:
-        o = metrics["sentiment_oot_tweeteval_spelling"]
+    if OOT_TWEETEVAL_SPELLING in metrics:
+        o = metrics[OOT_TWEETEVAL_SPELLING]
         lines.append(
             "| sentiment | macro-averaged recall (out-of-time dev spelt as the later-year "
             f"test: mentions `@user`, links removed) | **{o['macro_recall']:.3f}** |"
@@ -182,8 +182,8 @@ def _sentiment_recall_table(metrics: dict) -> list[str]:
         ("out-of-time dev", "sentiment_oot_raw", "sentiment_oot"),
         (
             "out-of-time dev, the test's spelling",
-            "sentiment_oot_tweeteval_spelling_raw",
-            "sentiment_oot_tweeteval_spelling",
+            f"{OOT_TWEETEVAL_SPELLING}_raw",
+            OOT_TWEETEVAL_SPELLING,
         ),
     ]
     if not any(k in metrics for _, _, k in rows[1:]):

@@ -102,10 +102,9 @@ class LoraConfig:
             raise ValueError(f"average_tail must be in [0, 1), got {self.average_tail}")
         if self.text_form not in TEXT_FORMS:
             raise ValueError(f"text_form must be one of {', '.join(TEXT_FORMS)}")
-        if not 0 <= self.none_pair_share <= 1:
-            raise ValueError(f"none_pair_share must be in [0, 1], got {self.none_pair_share}")
-        if not 0 <= self.mask_mentions <= 1:
-            raise ValueError(f"mask_mentions must be in [0, 1], got {self.mask_mentions}")
+        for name in ("none_pair_share", "mask_mentions"):  # shares of the training data
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 TAIL_SAMPLES = 100  # weight samples in a tail average, spread evenly over the tail

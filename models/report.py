@@ -8,6 +8,8 @@ from tabulate import tabulate
 
 # metrics.json keys of the leave-one-target-out scores, and how each trained its encoder.
 LOTO_KEYS = (("loto", "frozen"), ("loto_lora", "LoRA"), ("loto_full", "full fine-tuning"))
+# metrics.json key (and dev-set name) of the out-of-time posts spelt as the later-year test.
+OOT_TWEETEVAL_SPELLING = "sentiment_oot_tweeteval_spelling"
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
@@ -26,7 +28,7 @@ def metrics_report(m: dict[str, Any]) -> str:
     rows = []
     for key, name in (("sentiment", "TweetEval val (same pool as training)"),
                       ("sentiment_oot", "out-of-time dev"),
-                      ("sentiment_oot_tweeteval_spelling",
+                      (OOT_TWEETEVAL_SPELLING,
                        "out-of-time dev, spelt as the test (@user, no links)")):  # fmt: skip
         if key in m:
             s = m[key]

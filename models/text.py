@@ -66,6 +66,10 @@ def normalize_post(text: str) -> str:
     text = _LINK.sub(" ", text)
     text = _SEMST.sub(" ", text)
     text = text.translate(_QUOTES)
+    return _fold_space(text)
+
+
+def _fold_space(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
@@ -87,7 +91,7 @@ def tweeteval_spelling(text: str) -> str:
     """The post spelt as the TweetEval sets spell theirs: links removed, every mention
     ``@user``. The later-year sentiment test (SemEval-2017 in TweetEval) is spelt so, the
     out-of-time dev posts are not; the evaluation scores them both ways."""
-    return mask_mentions(_SPACE.sub(" ", _LINK.sub(" ", text)).strip())
+    return mask_mentions(_fold_space(_LINK.sub(" ", text)))
 
 
 def _as_given(text: str) -> str:

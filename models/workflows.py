@@ -18,7 +18,7 @@ from models import artifact_store
 from models.config import AVERAGE_HEADS, ScorerConfig
 from models.data import SENTIMENT_HOLD_OUTS
 from models.evaluate import (
-    OOT_TWEETEVAL_SPELLING,
+    DEV_SETS_VERSION,
     DevSet,
     dev_logits,
     evaluate,
@@ -168,13 +168,15 @@ def _train_frozen(request: TrainRequest, root: Path, out: Path) -> dict[str, Any
 def dev_sets(directory: Path, encoder: Any, heads: Any, root: Path, cache_root: Path) -> dict:
     """Dev-set logits of a run on its encoder's runtime variant, cached under
     ``cache_root`` by the weights (with the manifest, which names the text form), the
-    variant and the data folder (encode once; evaluation and calibration share them)."""
+    variant, the dev sets' version and the data folder (encode once; evaluation and
+    calibration share them)."""
     digest = hashlib.sha256(str(Path(root).resolve()).encode())
     digest.update(artifact_store.weights_hash(directory).encode())
     digest.update(encoder.runtime.variant.encode())
+    digest.update(f"dev-sets-v{DEV_SETS_VERSION}".encode())
     cache = cache_root / digest.hexdigest()[:16]
     sets: dict[str, DevSet] | None = load_dev_logits(cache)
-    if sets is None or OOT_TWEETEVAL_SPELLING not in sets:  # or cached before that set
+    if sets is None:
         sets = dev_logits(heads, encoder.encode, root)
         save_dev_logits(sets, cache)
     return sets

@@ -89,6 +89,14 @@ def _cache_root() -> Path:
     return get_settings().home / "cache" / "dev-logits"
 
 
+def _share_option(flag: str, default: float, help_text: str) -> Any:
+    """A `train` option giving a share (0..1) of the lora / full training data."""
+    return click.option(
+        flag, type=click.FloatRange(0, 1), default=default, show_default=True,
+        help=f"lora / full: {help_text}",
+    )  # fmt: skip
+
+
 @models_group.command("train")
 @click.option(
     "--method",
@@ -137,21 +145,17 @@ def _cache_root() -> Path:
     help="lora / full: the written form of a post trained on (models.text); raw "
     "reproduces the models trained before it.",
 )
-@click.option(
+@_share_option(
     "--mask-mentions",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="lora / full: share of training posts whose @handles are spelt @user, as the "
-    "TweetEval sets spell them (0: as written).",
+    0.0,
+    "share of training posts whose @handles are spelt @user, as the TweetEval sets spell "
+    "them (0: as written).",
 )
-@click.option(
+@_share_option(
     "--none-pair-share",
-    type=click.FloatRange(0, 1),
-    default=0.35,
-    show_default=True,
-    help="lora / full: share of the stance posts also trained as `none` towards a target "
-    "they do not name (another data target or a distractor such as Taylor Swift).",
+    0.35,
+    "share of the stance posts also trained as `none` towards a target they do not name "
+    "(another data target or a distractor such as Taylor Swift).",
 )
 @click.option("--epochs", type=float, default=None, help="Passes over the training mix.")
 @click.option("--rank", default=8, show_default=True, help="LoRA rank.")
