@@ -12,11 +12,13 @@ from models.text import (
     MASKED_MENTION,
     RAW_FORM,
     TEXT_FORM,
+    UNESCAPED_FORM,
     mask_mentions,
     model_text_form,
     normalize_post,
     normalize_texts,
     tweeteval_spelling,
+    unescape_post,
 )
 
 
@@ -103,7 +105,75 @@ def test_training_and_scoring_tokenize_the_same_form() -> None:
     assert as_given[0] == encoder.tokenizer(raw[0])["input_ids"]
 
 
-@pytest.mark.parametrize("form", [RAW_FORM, TEXT_FORM])
+@pytest.mark.parametrize(
+    ("raw", "form"),
+    [
+        # TweetEval's escaped commas and apostrophes read as the characters they spell
+        ("Rui En\\u2019s ex\\u002c by the rich guy", "Rui En's ex, by the rich guy"),
+        # its CSV wrapper goes, once, with or without the closing quote (cut posts lose it)
+        ('"National hot dog day, then dance day."', "National hot dog day, then dance day."),
+        (
+            '"Restoration of the arch began on Wednesday,...',
+            "Restoration of the arch began on Wednesday,...",
+        ),
+        (
+            '"when she looked at me like ""wtf help me""',
+            'when she looked at me like ""wtf help me"',
+        ),
+        # an author's own quotes stay (straightened, as the training posts mostly have them)
+        ('He said "no" to that', 'He said "no" to that'),
+        ('"We need our ideals..." Oh, I thought', '"We need our ideals..." Oh, I thought'),
+        ("\u201cFake news\u201d says he", '"Fake news" says he'),
+        # nothing else changes: links, mentions, entities, #SemST, spacing
+        ("@JoeBiden  &amp; http://t.co/x #SemST", "@JoeBiden  &amp; http://t.co/x #SemST"),
+        ('"', '"'),
+        ("", ""),
+    ],
+)
+def test_unescape_post_undoes_the_file_format_only(raw: str, form: str) -> None:
+    assert unescape_post(raw) == form
+
+
+@given(st.lists(_UTF8 | st.sampled_from([*_PIECES, '"', "\\u002c"])).map("".join))
+def test_unescape_post_any_text(raw: str) -> None:
+    """Any text keeps its length or shrinks (escapes decode, a wrapper goes) and stays text
+    UTF-8 can carry; a text with no escape, no leading quote and no curly quote is unchanged."""
+    form = unescape_post(raw)
+    assert len(form) <= len(raw)
+    form.encode("utf-8")
+    if not re.search(r"\\u|^\"|[\u2018\u2019\u201c\u201d]", raw):
+        assert form == raw
+
+
+def test_the_tweeteval_val_file_reads_like_the_training_posts_in_the_unescaped_form(
+    data_root,
+) -> None:
+    """On the real files: TweetEval val has escapes and CSV wrappers that no training post
+    has; in the form the shipped model reads, val has no escape and 6 of its 397 posts that
+    open with a quote still do (each an author's quotation, closed)."""
+    import json
+
+    def texts(name: str) -> list[str]:
+        lines = (data_root / "sentiment" / name).read_text().splitlines()
+        return [json.loads(line)["text"] for line in lines]
+
+    train, val = texts("train.jsonl"), texts("val.jsonl")
+    assert not any("\\u002c" in t or t.startswith('"') for t in train)
+    assert sum("\\u002c" in t for t in val) > 100 and sum(t.startswith('"') for t in val) > 300
+    read = normalize_texts(val, UNESCAPED_FORM)
+    assert not any("\\u002c" in t or "\\u2019" in t for t in read)
+    opening = [t for t in read if t.startswith('"')]  # an author's quotation, closed
+    assert len(opening) < 10 and all(t.count('"') % 2 == 0 for t in opening)
+
+
+def test_the_shipped_model_reads_posts_unescaped() -> None:
+    from models.artifact_store import read_manifest
+    from models.paths import ARTIFACTS_DIR
+
+    assert model_text_form(read_manifest(ARTIFACTS_DIR)) == UNESCAPED_FORM
+
+
+@pytest.mark.parametrize("form", [RAW_FORM, UNESCAPED_FORM, TEXT_FORM])
 def test_a_loaded_model_encodes_in_its_manifests_form(tmp_path, form: str) -> None:
     """The scorer's encoder (torch here; the ONNX / OpenVINO ones take the same manifest
     value) reads posts in the form the model was trained on."""
@@ -124,6 +194,11 @@ def test_a_loaded_model_encodes_in_its_manifests_form(tmp_path, form: str) -> No
     assert encoder.text_form == form
     with_link, without = encoder.encode(["great night http://t.co/abc", "great night"])
     assert (float(with_link @ without) > 0.9999) == (form == TEXT_FORM)
+    escaped, wrapped, plain = encoder.encode(
+        ["it\\u2019s over\\u002c folks", '"it\'s over, folks"', "it's over, folks"]
+    )
+    assert (float(escaped @ plain) > 0.9999) == (form != RAW_FORM)
+    assert (float(wrapped @ plain) > 0.9999) == (form == UNESCAPED_FORM)
 
 
 @pytest.mark.parametrize(
