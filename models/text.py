@@ -18,7 +18,11 @@ SemEval-2016 ``#SemST`` marker, straighten typographic quotes (the tokenizer kee
 and :func:`tweeteval_spelling` (the evaluation also scores the out-of-time posts as the
 later-year test spells its posts).
 
-``TEXT_FORM`` names this form. A model's manifest says which form it was trained on
+``UNESCAPED_FORM`` (``raw-unescaped``) is the lighter form the shipped model, trained on
+posts as written, is read in since session 11 (:func:`unescape_post`): only a file
+format's marks undone, links and handles kept.
+
+``TEXT_FORM`` names the normalised form. A model's manifest says which form it was trained on
 (``"text_form"``; models from before it have none and are ``"raw"``), and the encoder that
 loads the model uses that one (:func:`model_text_form`, :func:`normalize_texts`), so an
 older model is still scored as it was trained. A change here is a new form, never a silent
@@ -73,14 +77,16 @@ def normalize_post(text: str) -> str:
 def unescape_post(text: str) -> str:
     """The post as written, with what a file format added to it undone; nothing else changed.
 
-    The TweetEval sentiment files (val here; the later-year test is spelt the same way) carry
-    three marks of their conversion that no training post has: every comma and apostrophe
-    of some posts as a literal ``\\u002c`` / ``\\u2019`` escape (10% of val), typographic
-    apostrophes, and a CSV wrapper, the whole post inside straight double quotes (20% of val;
-    0 of the 48,962 SemEval 2013-16 training posts starts with one). A model trained on
-    posts as written reads each as noise. This form decodes the escapes, drops a CSV wrapper
+    The TweetEval sentiment files (val here; the later-year test went through the same
+    conversion) carry two marks of it that no training post has: every comma and apostrophe
+    of some posts as a literal ``\\u002c`` / ``\\u2019`` escape (10% of val), and a CSV
+    wrapper, the whole post inside straight double quotes (20% of val; 0 of the 48,962
+    SemEval 2013-16 training posts starts with one). A model trained on posts as written
+    reads each as noise, and it mostly saw straight apostrophes (31% of the SemEval posts
+    have one, 7% a typographic one). This form decodes the escapes, drops a CSV wrapper
     (once, see :func:`_csv_wrapped`) and straightens typographic quotes; links, mentions,
-    entities and ``#SemST`` stay. Measured on the shipped model: models/MODEL_CARD.md, session 11.
+    entities and ``#SemST`` stay. Measured on the shipped model: models/MODEL_CARD.md,
+    session 11.
 
     >>> unescape_post('"Don\\\\u2019t\\\\u002c &amp; https://t.co/x"')
     "Don't, &amp; https://t.co/x"

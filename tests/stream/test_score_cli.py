@@ -57,3 +57,20 @@ def test_score_help_has_examples():
     result = CliRunner().invoke(main, ["score", "--help"])
     assert result.exit_code == 0
     assert "Examples:" in result.output and "--targets" in result.output
+
+
+def test_score_reads_a_tweeteval_spelt_post_as_the_plain_post(tmp_path):
+    """TweetEval's files write commas and apostrophes as literal escapes and wrap posts in
+    CSV quotes; the shipped model reads them undone, so both spellings score the same."""
+    plain = "I'm at DAR Constitution Hall in Washington, DC - Sep 15"
+    spelt = '"I\\u2019m at DAR Constitution Hall in Washington\\u002c DC - Sep 15"'
+    source, out = tmp_path / "posts.jsonl", tmp_path / "scored.jsonl"
+    rows = [{"id": "plain", "text": plain}, {"id": "spelt", "text": spelt}]
+    source.write_text("\n".join(json.dumps(row) for row in rows))
+    result = CliRunner().invoke(
+        main, ["score", "--input", str(source), "--output", str(out), "--targets", "Donald Trump"]
+    )
+    assert result.exit_code == 0, result.output
+    by_id = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert "\\u2019" in spelt and by_id["plain"]["sentiment"] == by_id["spelt"]["sentiment"]
+    assert by_id["plain"]["stance"] == by_id["spelt"]["stance"]
