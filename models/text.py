@@ -58,14 +58,18 @@ def _decode_escapes(match: re.Match[str]) -> str:
     return units.decode("utf-16-le", errors="replace")
 
 
+def _unescape(text: str) -> str:
+    """Literal ``\\uXXXX`` escapes decoded (both written forms start here)."""
+    return _ESCAPES.sub(_decode_escapes, text) if "\\u" in text else text
+
+
 def normalize_post(text: str) -> str:
     """The post in the project's one written form (see the module docstring).
 
     >>> normalize_post("Rui En\\\\u2019s trailer &gt;&gt; https://t.co/x #SemST")
     "Rui En's trailer >>"
     """
-    if "\\u" in text:
-        text = _ESCAPES.sub(_decode_escapes, text)
+    text = _unescape(text)
     if "&" in text:
         text = html.unescape(text)
     text = _LINK.sub(" ", text)
@@ -91,8 +95,7 @@ def unescape_post(text: str) -> str:
     >>> unescape_post('"Don\\\\u2019t\\\\u002c &amp; https://t.co/x"')
     "Don't, &amp; https://t.co/x"
     """
-    if "\\u" in text:
-        text = _ESCAPES.sub(_decode_escapes, text)
+    text = _unescape(text)
     if _csv_wrapped(text):
         text = text[1:-1] if text.endswith('"') else text[1:]
     return text.translate(_QUOTES)
@@ -154,7 +157,9 @@ def normalize_texts(texts: Iterable[str], form: str) -> list[str]:
 
 
 def model_text_form(manifest: Mapping[str, Any]) -> str:
-    """The written form a model was trained on, from its manifest (none named: raw)."""
+    """The written form a model reads posts in, from its manifest (none named: raw): the
+    form it was trained on, or ``raw-unescaped`` for a raw model (it differs from raw only
+    in marks the training posts lack)."""
     form = str(manifest.get("text_form", RAW_FORM))
     if form not in _FORMS:
         raise ValueError(f"the model was trained on text form {form!r}; known: {TEXT_FORMS}")
