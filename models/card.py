@@ -190,18 +190,20 @@ def _sentiment_recall_table(metrics: dict) -> list[str]:
         return []
     lines = [
         "",
-        "Sentiment recall per class (calibrated = the scorer's probabilities; the out-of-time "
-        "calibrated row is cross-fitted: bias fitted on one half, scored on the other; the "
-        "test's-spelling row uses the stored bias, fitted on the same posts as written):",
+        "Sentiment recall per class (calibrated = the scorer's probabilities; on the set the "
+        "sentiment calibration is fitted on, the calibrated row is cross-fitted: bias fitted on "
+        "one half, scored on the other; the other out-of-time row uses the stored bias, fitted "
+        "on the same posts in the other spelling):",
         "",
         "| dev set | probabilities | macro-recall | negative | neutral | positive |",
         "|---|---|---|---|---|---|",
     ]
-    cal = metrics.get("calibration", {}).get("sentiment", {}).get("cross_fitted")
+    report = metrics.get("calibration", {}).get("sentiment", {})
+    cal, fitted_on = report.get("cross_fitted"), report.get("dev", "sentiment_oot")
     for name, raw_key, key in rows:
         variants = [("softmax", metrics.get(raw_key, metrics.get(key)))]
         if raw_key in metrics:
-            variants.append(("calibrated", cal if key == "sentiment_oot" else metrics[key]))
+            variants.append(("calibrated", cal if key == fitted_on else metrics[key]))
         for kind, m in variants:
             if not m or "recall" not in m:
                 continue

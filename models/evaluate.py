@@ -370,8 +370,13 @@ def held_out_metrics(directory: Path, root: Path | str) -> dict[str, dict]:
 
 # Which dev sets each head's calibration is fitted on; sentiment also gets a class-prior
 # bias (the later year's class mix), the others only a temperature.
+# Sentiment is fitted on the out-of-time posts in the later-year test's spelling: the set
+# that models are chosen on. Fitted on the same posts as written, the class bias leans
+# further from neutral (the shipped model: neutral -0.21 instead of -0.16), and the later
+# year is where neutral is under-called (issue 10). Macro-recall in the test's spelling:
+# 0.713 cross-fitted vs 0.710 for the shipped model, within 0.002 for three other runs.
 CALIBRATION_FIT = {
-    "sentiment": ("sentiment_oot",),
+    "sentiment": (OOT_TWEETEVAL_SPELLING,),
     "stance": ("pstance_val", "tweeteval_stance_val"),
     "emotion": ("emotion_val",),
 }

@@ -104,6 +104,7 @@ def calibration_report(params: dict[str, Any], report: dict[str, Any]) -> str:
     s = report["sentiment"]["cross_fitted"]
     return (
         f"{table}\n(after: cross-fitted, fit on one half of a dev set, scored on the other)\n"
-        f"sentiment out-of-time, cross-fitted: macro-recall {s['macro_recall']:.3f} "
+        f"sentiment {report['sentiment']['dev']}, cross-fitted: macro-recall "
+        f"{s['macro_recall']:.3f} "
         f"({_recall(s['recall'])})"
     )

@@ -127,6 +127,7 @@ def test_load_scorer_reads_calibration_file_and_versions_it(tmp_path):
 
 def test_fit_calibration_per_head_from_dev_logits(tmp_path):
     from models.evaluate import DevSet, fit_calibration, load_dev_logits, save_dev_logits
+    from models.report import OOT_TWEETEVAL_SPELLING
 
     def dev(head: str, labels: list[str], temperature: float, seed: int, targets=False) -> DevSet:
         logits, y = _sample(1200, temperature, seed=seed)
@@ -136,7 +137,7 @@ def test_fit_calibration_per_head_from_dev_logits(tmp_path):
         return DevSet(head, logits, gold, ["Joe Biden"] * len(gold) if targets else None)
 
     sets = {
-        "sentiment_oot": dev("sentiment", ["negative", "neutral", "positive"], 2.0, 1),
+        OOT_TWEETEVAL_SPELLING: dev("sentiment", ["negative", "neutral", "positive"], 2.0, 1),
         "emotion_val": dev("emotion", ["anger", "joy", "optimism"], 0.7, 2),
         "pstance_val": dev("stance", ["favor", "against", "none"], 1.5, 3, targets=True),
         "tweeteval_stance_val": dev("stance", ["favor", "against", "none"], 1.5, 4, targets=True),
@@ -148,6 +149,7 @@ def test_fit_calibration_per_head_from_dev_logits(tmp_path):
     assert set(params) == {"sentiment", "stance", "emotion"}
     assert "bias" in params["sentiment"] and "bias" not in params["stance"]
     assert params["sentiment"]["temperature"] > 1.5  # over-confident logits get cooled
+    assert params["sentiment"]["fitted_on"] == [OOT_TWEETEVAL_SPELLING]
     assert report["stance"]["n"] == 2400
     assert report["sentiment"]["ece_after"] < report["sentiment"]["ece_before"]
     assert 0 < report["sentiment"]["cross_fitted"]["macro_recall"] <= 1
