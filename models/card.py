@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.paths import ARTIFACTS_DIR
-from models.report import LOTO_KEYS, OOT_TWEETEVAL_SPELLING
+from models.report import LOTO_KEYS, OOT_TWEETEVAL_SPELLING, SENTIMENT_DEV_SETS
 
 CARD = Path(__file__).resolve().parent / "MODEL_CARD.md"
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
@@ -177,15 +177,7 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
 
 def _sentiment_recall_table(metrics: dict) -> list[str]:
     """Per-class recall on both sentiment dev sets, with and without calibration."""
-    rows = [
-        ("TweetEval val", "sentiment_raw", "sentiment"),
-        ("out-of-time dev", "sentiment_oot_raw", "sentiment_oot"),
-        (
-            "out-of-time dev, the test's spelling",
-            f"{OOT_TWEETEVAL_SPELLING}_raw",
-            OOT_TWEETEVAL_SPELLING,
-        ),
-    ]
+    rows = [(name, f"{key}_raw", key) for key, name in SENTIMENT_DEV_SETS]
     if not any(k in metrics for _, _, k in rows[1:]):
         return []
     lines = [

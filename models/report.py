@@ -10,6 +10,13 @@ from tabulate import tabulate
 LOTO_KEYS = (("loto", "frozen"), ("loto_lora", "LoRA"), ("loto_full", "full fine-tuning"))
 # metrics.json key (and dev-set name) of the out-of-time posts spelt as the later-year test.
 OOT_TWEETEVAL_SPELLING = "sentiment_oot_tweeteval_spelling"
+# The sentiment dev sets (metrics.json keys; calibrated runs add "<key>_raw", the plain
+# argmax) and their names in reports and the card.
+SENTIMENT_DEV_SETS = (
+    ("sentiment", "TweetEval val (same pool as training)"),
+    ("sentiment_oot", "out-of-time dev"),
+    (OOT_TWEETEVAL_SPELLING, "out-of-time dev, spelt as the test (@user, no links)"),
+)
 
 
 def _table(rows: list[list[Any]], headers: list[str]) -> str:
@@ -26,10 +33,7 @@ def metrics_report(m: dict[str, Any]) -> str:
     if "runtime" in m:
         out.append(f"encoded on {m['runtime']} (the runtime these figures come from)")
     rows = []
-    for key, name in (("sentiment", "TweetEval val (same pool as training)"),
-                      ("sentiment_oot", "out-of-time dev"),
-                      (OOT_TWEETEVAL_SPELLING,
-                       "out-of-time dev, spelt as the test (@user, no links)")):  # fmt: skip
+    for key, name in SENTIMENT_DEV_SETS:
         if key in m:
             s = m[key]
             if s.get("held_out_of_training") is False:
