@@ -225,6 +225,8 @@ class SinkSettings(Section):
     group: str = "swingdial-sink"
     batch_size: int = Field(2000, ge=1)
     flush_s: float = Field(1.0, gt=0)
+    # How long a starting sink waits for DuckDB's file lock (a reader's one-query open).
+    lock_wait_s: float = Field(30.0, ge=0)
 
 
 class QuerySettings(Section):

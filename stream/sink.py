@@ -340,7 +340,9 @@ class Sink:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings.db_path, settings.sink.group)
+        self.store = store or Store(
+            settings.db_path, settings.sink.group, lock_wait_s=settings.sink.lock_wait_s
+        )
         self.builder = BatchBuilder(settings)
         self.stop_event = threading.Event()
         self.totals = {"batches": 0, "records": 0, "rows_written": 0, "rejects": 0}

@@ -7,6 +7,7 @@ rows themselves so the dashboard's per-minute queries need no joins.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ MIGRATIONS = {
 }
 
 TABLES_SQL = tables_sql()
+log = logging.getLogger(__name__)
 
 # Stable read API for the dashboard and ad-hoc SQL (documented in docs/schema.md).
 # ci_* is a normal-approximation 95% interval of the mean (NULL below two posts).
@@ -163,8 +165,14 @@ VIEWS = (
 )
 
 
-def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database; the writer also creates the schema."""
+def connect(
+    path: Path | str, read_only: bool = False, lock_wait_s: float = 0.0
+) -> duckdb.DuckDBPyConnection:
+    """Open the database; the writer also creates the schema.
+
+    ``lock_wait_s`` (writer only): how long to wait while another process holds DuckDB's file
+    lock, see :func:`open_writable`.
+    """
     path = Path(path)
     if read_only:
         if not path.exists():
@@ -173,10 +181,35 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
         use_utc(con)
         return con
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
+    con = open_writable(path, lock_wait_s)
     use_utc(con)
     init_schema(con)
     return con
+
+
+def open_writable(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Open ``path`` for writing, retrying while another process holds the file lock.
+
+    With no sink running, every reader (``swingdial sql``, the dashboard) opens the file
+    read-only for one query, and DuckDB refuses a writer until that query closes. A sink
+    starting at that moment waits the query out instead of exiting; a lock that outlasts
+    ``wait_s`` (another writer, a sink started twice) still fails with DuckDB's error, which
+    names the process holding it.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    told = False
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
+                raise
+            if not told:
+                log.warning("%s is locked; waiting up to %gs for it: %s", path, wait_s, exc)
+                told = True
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def use_utc(con: duckdb.DuckDBPyConnection) -> None:
@@ -389,10 +422,10 @@ class Store:
     so a record delivered twice (worker re-scoring, simulator re-send) is stored once.
     """
 
-    def __init__(self, path: Path | str, consumer_group: str) -> None:
+    def __init__(self, path: Path | str, consumer_group: str, lock_wait_s: float = 0.0) -> None:
         self.path = Path(path)
         self.group = consumer_group
-        self.con = connect(self.path)
+        self.con = connect(self.path, lock_wait_s=lock_wait_s)
         self.started_at = datetime.now(UTC)
         # Test hook: called after every statement of a batch ran, just before COMMIT.
         self.before_commit: Callable[[], None] | None = None

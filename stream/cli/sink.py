@@ -43,7 +43,11 @@ def sink_command(no_serve: bool) -> None:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     except duckdb.IOException as exc:  # another process holds the file
-        click.echo(f"Error: cannot open {settings.db_path} for writing: {exc}", err=True)
+        click.echo(
+            f"Error: cannot open {settings.db_path} for writing "
+            f"(waited {settings.sink.lock_wait_s:g}s, SWINGDIAL_SINK_LOCK_WAIT_S): {exc}",
+            err=True,
+        )
         sys.exit(1)
     click.echo(
         f"sink stopped: {totals['batches']} batches, {totals['records']} records, "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -227,3 +230,47 @@ def test_offsets_survive_reopen_and_views_exist(settings: Settings) -> None:
     views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
     con.close()
     assert set(VIEWS) <= views
+
+
+def _hold_read_only(path: Path, seconds: float) -> subprocess.Popen:
+    """Another process with the file open read-only (a reader's one-query open), for `seconds`."""
+    code = (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(path)!r}, read_only=True)\n"
+        "print('open', flush=True)\n"
+        f"time.sleep({seconds})\n"
+        "con.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_starting_sink_waits_out_a_readers_lock(settings: Settings) -> None:
+    connect(settings.db_path).close()  # the file exists, as after an earlier run
+    reader = _hold_read_only(settings.db_path, 1.5)
+    try:
+        started = time.monotonic()
+        sink = Sink(settings.replace(sink_lock_wait_s=30))
+        waited = time.monotonic() - started
+    finally:
+        reader.wait(timeout=30)
+    try:
+        assert waited > 0.5  # it did meet the lock, and got the file once the reader closed
+        sink.process(records([scored_post(1, "lock-run")], settings))
+        assert _counts(settings, sink)["posts"] == 1
+    finally:
+        sink.store.close()
+
+
+def test_sink_gives_up_on_a_lock_held_past_its_wait(settings: Settings) -> None:
+    connect(settings.db_path).close()
+    reader = _hold_read_only(settings.db_path, 30)
+    try:
+        started = time.monotonic()
+        with pytest.raises(duckdb.IOException, match="lock"):
+            Sink(settings.replace(sink_lock_wait_s=0.5))
+        assert time.monotonic() - started < 10
+    finally:
+        reader.kill()
+        reader.wait()
