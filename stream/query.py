@@ -76,7 +76,15 @@ class QueryServerError(RuntimeError):
 
 
 class DatabaseLockedError(RuntimeError):
-    """The file is held by a writer that does not answer queries."""
+    """The file is held by a writer that does not answer queries.
+
+    ``other_process``: the writer is another process (it may be a sink still starting its
+    server), not a connection of this one.
+    """
+
+    def __init__(self, message: str, other_process: bool = True) -> None:
+        super().__init__(message)
+        self.other_process = other_process
 
 
 class ResultTooLargeError(QueryError):
@@ -464,7 +472,27 @@ class QueryClient:
                     raise
         if self.mode == "flight":
             raise QueryError(f"no swingdial query server at {self.settings.query.location}")
-        return self._direct_sql(query, params)
+        try:
+            return self._direct_sql(query, params)
+        except DatabaseLockedError as exc:
+            if self.mode != "auto" or not exc.other_process:
+                raise
+            return self._once_unlocked(query, params, exc)
+
+    def _once_unlocked(self, query: str, params: Any, error: DatabaseLockedError) -> pa.Table:
+        """Retry for up to ``timeout_s`` after a lock error: a sink that is starting holds the
+        file a moment before its server answers, and a sink stopping releases it. A writer
+        that never serves (``--no-serve``) still ends in ``error``."""
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if self.server_info(refresh=True) is not None:
+                return self._flight_sql(query, params)
+            try:
+                return self._direct_sql(query, params)
+            except DatabaseLockedError as again:
+                error = again
+        raise error
 
     def _options(self, timeout_s: float) -> flight.FlightCallOptions:
         """Call options with the token (read afresh, so a restarted sink's new one works)."""
@@ -506,7 +534,8 @@ class QueryClient:
         except duckdb.ConnectionException as exc:
             raise DatabaseLockedError(
                 f"{self.settings.db_path} is open for writing in this process; read through "
-                f"its query server instead. DuckDB said: {exc}"
+                f"its query server instead. DuckDB said: {exc}",
+                other_process=False,
             ) from None
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():

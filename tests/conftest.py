@@ -6,6 +6,8 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -70,3 +72,18 @@ def wait_until(predicate, timeout_s: float, interval_s: float = 0.5, what: str =
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def hold_database(path: Path, seconds: float, read_only: bool) -> subprocess.Popen:
+    """Another process with the DuckDB file open (read-only: a reader's one-query open;
+    writable: a writer such as a starting sink) for ``seconds``; returns once it is open."""
+    code = (
+        "import duckdb, time\n"
+        f"con = duckdb.connect({str(path)!r}, read_only={read_only})\n"
+        "print('open', flush=True)\n"
+        f"time.sleep({seconds})\n"
+        "con.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+    return proc

@@ -27,6 +27,8 @@ from stream.query import (
     ResultTooLargeError,
     read_token,
 )
+from stream.store import connect
+from tests.conftest import hold_database
 from tests.factories import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,3 +304,28 @@ def test_clients_without_the_token_are_refused(writer) -> None:
         client.sql("SELECT 1")
     with QueryClient(settings) as client:  # the token file's reader gets in
         assert _count(client) >= 100
+
+
+def test_auto_client_waits_out_a_short_writer_lock(tmp_path: Path) -> None:
+    """A sink that is starting holds the file before its server answers: the query waits."""
+    settings = make_settings(tmp_path).replace(query_port=free_port())
+    connect(settings.db_path).close()  # the schema, as after an earlier run
+    writer = hold_database(settings.db_path, 1.5, read_only=False)
+    try:
+        started = time.monotonic()
+        with QueryClient(settings, timeout_s=30) as client:
+            assert client.sql("SELECT count(*) AS n FROM posts").to_pylist() == [{"n": 0}]
+            assert client.last_route == "direct"
+        assert time.monotonic() - started > 0.5  # it met the lock and waited it out
+    finally:
+        writer.wait(timeout=30)
+    # A lock past the wait still ends in the clear error, after about timeout_s.
+    writer = hold_database(settings.db_path, 30, read_only=False)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DatabaseLockedError, match="locked by another process"):
+            QueryClient(settings, timeout_s=1.0).sql("SELECT 1")
+        assert time.monotonic() - started < 10
+    finally:
+        writer.kill()
+        writer.wait()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from stream.config import Settings
 from stream.sink import RawRecord, Sink
 from stream.store import VIEWS, connect
+from tests.conftest import hold_database
 from tests.factories import annotation, make_settings, records, scored_post
 
 
@@ -232,23 +231,9 @@ def test_offsets_survive_reopen_and_views_exist(settings: Settings) -> None:
     assert set(VIEWS) <= views
 
 
-def _hold_read_only(path: Path, seconds: float) -> subprocess.Popen:
-    """Another process with the file open read-only (a reader's one-query open), for `seconds`."""
-    code = (
-        "import duckdb, sys, time\n"
-        f"con = duckdb.connect({str(path)!r}, read_only=True)\n"
-        "print('open', flush=True)\n"
-        f"time.sleep({seconds})\n"
-        "con.close()\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
-    return proc
-
-
 def test_starting_sink_waits_out_a_readers_lock(settings: Settings) -> None:
     connect(settings.db_path).close()  # the file exists, as after an earlier run
-    reader = _hold_read_only(settings.db_path, 1.5)
+    reader = hold_database(settings.db_path, 1.5, read_only=True)
     try:
         started = time.monotonic()
         sink = Sink(settings.replace(sink_lock_wait_s=30))
@@ -265,7 +250,7 @@ def test_starting_sink_waits_out_a_readers_lock(settings: Settings) -> None:
 
 def test_sink_gives_up_on_a_lock_held_past_its_wait(settings: Settings) -> None:
     connect(settings.db_path).close()
-    reader = _hold_read_only(settings.db_path, 30)
+    reader = hold_database(settings.db_path, 30, read_only=True)
     try:
         started = time.monotonic()
         with pytest.raises(duckdb.IOException, match="lock"):
