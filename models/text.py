@@ -157,9 +157,9 @@ def normalize_texts(texts: Iterable[str], form: str) -> list[str]:
 
 
 def model_text_form(manifest: Mapping[str, Any]) -> str:
-    """The written form a model reads posts in, from its manifest (none named: raw): the
-    form it was trained on, or ``raw-unescaped`` for a raw model (it differs from raw only
-    in marks the training posts lack)."""
+    """The written form a model reads posts in, as its manifest names it (none named: raw).
+    A model trained on raw posts may name ``raw-unescaped``: it differs from raw only in
+    marks the training posts lack (the shipped model does)."""
     form = str(manifest.get("text_form", RAW_FORM))
     if form not in _FORMS:
         raise ValueError(f"the model was trained on text form {form!r}; known: {TEXT_FORMS}")

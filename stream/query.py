@@ -30,7 +30,7 @@ import pyarrow.flight as flight
 
 from stream.config import Settings
 from stream.listeners import NonLoopbackError, require_loopback
-from stream.store import SCHEMA_VERSION, connect
+from stream.store import SCHEMA_VERSION, connect, is_lock_error
 
 log = logging.getLogger(__name__)
 
@@ -461,8 +461,25 @@ class QueryClient:
         return info
 
     def sql(self, query: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
-        """Run one read-only query (or several; the last one's rows are returned)."""
+        """Run one read-only query (or several; the last one's rows are returned).
+
+        On a lock error the auto client keeps asking for up to ``timeout_s``: a sink that is
+        starting holds the file a moment before its server answers. A writer that never
+        serves (``--no-serve``) still ends in :class:`DatabaseLockedError`.
+        """
         ensure_read_only(query)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return self._route(query, params)
+            except DatabaseLockedError as exc:
+                if self.mode != "auto" or not exc.other_process or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+            self._checked_at = -1e9  # ask for the server again, not its cached absence
+
+    def _route(self, query: str, params: Any) -> pa.Table:
+        """One attempt: the Flight server if it serves our file, else the file directly."""
         if self.server_info() is not None:
             try:
                 return self._flight_sql(query, params)
@@ -472,27 +489,7 @@ class QueryClient:
                     raise
         if self.mode == "flight":
             raise QueryError(f"no swingdial query server at {self.settings.query.location}")
-        try:
-            return self._direct_sql(query, params)
-        except DatabaseLockedError as exc:
-            if self.mode != "auto" or not exc.other_process:
-                raise
-            return self._once_unlocked(query, params, exc)
-
-    def _once_unlocked(self, query: str, params: Any, error: DatabaseLockedError) -> pa.Table:
-        """Retry for up to ``timeout_s`` after a lock error: a sink that is starting holds the
-        file a moment before its server answers, and a sink stopping releases it. A writer
-        that never serves (``--no-serve``) still ends in ``error``."""
-        deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline:
-            time.sleep(0.2)
-            if self.server_info(refresh=True) is not None:
-                return self._flight_sql(query, params)
-            try:
-                return self._direct_sql(query, params)
-            except DatabaseLockedError as again:
-                error = again
-        raise error
+        return self._direct_sql(query, params)
 
     def _options(self, timeout_s: float) -> flight.FlightCallOptions:
         """Call options with the token (read afresh, so a restarted sink's new one works)."""
@@ -538,7 +535,7 @@ class QueryClient:
                 other_process=False,
             ) from None
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            if not is_lock_error(exc):
                 raise
             raise DatabaseLockedError(
                 f"{self.settings.db_path} is locked by another process (a sink started "

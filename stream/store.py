@@ -187,6 +187,11 @@ def connect(
     return con
 
 
+def is_lock_error(exc: duckdb.Error) -> bool:
+    """DuckDB's refusal because another process holds the file (an IOException naming the lock)."""
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
 def open_writable(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
     """Open ``path`` for writing, retrying while another process holds the file lock.
 
@@ -203,7 +208,7 @@ def open_writable(path: Path, wait_s: float) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(str(path))
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() + delay > deadline:
+            if not is_lock_error(exc) or time.monotonic() + delay > deadline:
                 raise
             if not told:
                 log.warning("%s is locked; waiting up to %gs for it: %s", path, wait_s, exc)
