@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class LoraConfig:
     average_tail: float = 0.0  # share of the schedule whose weights are averaged (0: last step)
     text_form: str = TEXT_FORM  # models.text; "raw" reproduces the models trained before it
     mask_mentions: float = 0.0  # share of training posts with every @handle spelt @user
+    layer_lr_decay: float = 1.0  # full: each layer's lr is this times the one above (1: one lr)
 
     def check(self) -> None:
         """Reject a batch mix that cannot be split (negative or not adding up to 1)."""
@@ -102,6 +104,10 @@ class LoraConfig:
             raise ValueError(f"average_tail must be in [0, 1), got {self.average_tail}")
         if self.text_form not in TEXT_FORMS:
             raise ValueError(f"text_form must be one of {', '.join(TEXT_FORMS)}")
+        if not 0 < self.layer_lr_decay <= 1:
+            raise ValueError(f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}")
+        if self.layer_lr_decay != 1 and self.method != "full":
+            raise ValueError("layer_lr_decay applies to method full only")
         for name in ("none_pair_share", "mask_mentions"):  # shares of the training data
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -144,6 +150,40 @@ class TailAverage:
         with torch.no_grad():
             for p, avg in zip(self.params, self.average, strict=True):
                 p.copy_(avg)
+
+
+_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def layer_lr_groups(
+    named_params: list[tuple[str, torch.Tensor]], lr: float, decay: float
+) -> list[dict]:
+    """Optimiser groups with layer-wise learning-rate decay for full fine-tuning.
+
+    The top transformer layer (and the pooler) train at ``lr``, each layer below at
+    ``decay`` times the rate of the one above, the embeddings one step below the first
+    layer. The lower layers hold the general reading of text that a later year still needs;
+    a uniform rate fits them to the training pool as fast as the top. ``decay`` 1 gives one
+    group at ``lr``. No weight decay: rows of tokens never seen keep a zero delta.
+    """
+    if decay == 1:
+        return [{"params": [p for _, p in named_params], "lr": lr, "weight_decay": 0.0}]
+    depth = {name: _LAYER.search(name) for name, _ in named_params}
+    n_layers = 1 + max((int(m.group(1)) for m in depth.values() if m), default=-1)
+    groups: dict[int, list[torch.Tensor]] = {}
+    for name, param in named_params:
+        match = depth[name]
+        if match:
+            below_top = n_layers - 1 - int(match.group(1))
+        elif "embeddings" in name:
+            below_top = n_layers
+        else:  # the pooler and anything above the layers
+            below_top = 0
+        groups.setdefault(below_top, []).append(param)
+    return [
+        {"params": params, "lr": lr * decay**below, "weight_decay": 0.0}
+        for below, params in sorted(groups.items())
+    ]
 
 
 def _cycle(items: list, rng: random.Random):
@@ -241,14 +281,14 @@ def train_lora(root: Path | str, out_dir: Path, cfg: LoraConfig) -> dict:
         encoder.set_train_dropout(cfg.train_dropout)
     if full:
         encoder.unfreeze(word_embeddings=not cfg.freeze_embeddings)
-        enc_params = [p for p in encoder.model.parameters() if p.requires_grad]
-        # No weight decay on the encoder: rows of tokens never seen keep a zero delta.
-        enc_group = {"params": enc_params, "lr": cfg.encoder_lr, "weight_decay": 0.0}
+        named = [(n, p) for n, p in encoder.model.named_parameters() if p.requires_grad]
+        enc_params = [p for _, p in named]
+        enc_groups = layer_lr_groups(named, cfg.encoder_lr, cfg.layer_lr_decay)
     else:
         enc_params = [p for n, p in encoder.named_parameters() if "lora_" in n]
-        enc_group = {"params": enc_params, "lr": cfg.lr}
+        enc_groups = [{"params": enc_params, "lr": cfg.lr}]
     opt = torch.optim.AdamW(
-        [enc_group, {"params": list(heads.parameters()), "lr": cfg.head_lr}],
+        [*enc_groups, {"params": list(heads.parameters()), "lr": cfg.head_lr}],
         weight_decay=0.01,
     )
     base_lrs = [g["lr"] for g in opt.param_groups]

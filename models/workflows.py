@@ -65,6 +65,7 @@ class TrainRequest:
     text_form: str = TEXT_FORM  # lora / full: the written form trained on (models.text)
     mask_mentions: float = 0.0  # lora / full: share of posts trained with @handles as @user
     none_pair_share: float = 0.35  # lora / full: stance posts re-used as none for another target
+    layer_lr_decay: float = 1.0  # full: each encoder layer's lr relative to the one above
 
     def check(self) -> None:
         """Refuse what would give a wrong result, before minutes of training."""
@@ -128,6 +129,7 @@ def train_model(request: TrainRequest, root: Path, out: Path) -> dict[str, Any]:
         text_form=request.text_form,
         mask_mentions=request.mask_mentions,
         none_pair_share=request.none_pair_share,
+        layer_lr_decay=request.layer_lr_decay,
     )
     given = {
         "warm_start": str(request.base) if request.base is not None else None,

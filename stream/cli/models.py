@@ -166,6 +166,14 @@ def _share_option(flag: str, default: float, help_text: str) -> Any:
     default=None,
     help="Learning rate of the adapters (lora, default 1e-3) or encoder weights (full, 5e-5).",
 )
+@click.option(
+    "--layer-lr-decay",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="full: each encoder layer trains at this times the lr of the layer above "
+    "(the top at --lr, the embeddings lowest); 1: one lr for every layer.",
+)
 @click.option("--batch-size", default=32, show_default=True)
 @click.option(
     "--max-length", type=int, default=None, help="Tokens per post (default: LoRA 96, frozen 64)."
@@ -270,6 +278,7 @@ def train_command(
       swingdial models train --method full --text-form raw --out /tmp/f4   # as before session 8
       swingdial models train --method full --mask-mentions 0.5 --out /tmp/f5
       swingdial models train --method full --none-pair-share 0.15 --out /tmp/f6
+      swingdial models train --method full --layer-lr-decay 0.8 --out /tmp/f7
       swingdial models train --method refit-stance --base /tmp/lora --out /tmp/lora-refit
       swingdial models train --method refit-sentiment --base /tmp/lora-refit --out /tmp/lora-s
     """

@@ -503,3 +503,20 @@ def test_a_lora_run_saved_and_loaded_gives_the_same_embeddings(tmp_path):
         loaded, _, _ = load_model(tmp_path, merge=merge)
         assert loaded.lora_rank == (0 if merge else 2)
         np.testing.assert_allclose(loaded.encode(texts), want, atol=2e-3)  # float16 storage
+
+
+def test_layer_lr_decay_gives_each_layer_its_rate_and_every_weight_one_group(tiny_bert):
+    from models.lora import layer_lr_groups
+
+    named = list(tiny_bert.named_parameters())  # 2 layers, embeddings, pooler
+    groups = layer_lr_groups(named, 1e-4, 0.5)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in groups) == len(named) == len(rate)
+    by_name = {name: rate[id(p)] for name, p in named}
+    assert by_name["pooler.dense.weight"] == pytest.approx(1e-4)
+    assert by_name["encoder.layer.1.output.dense.weight"] == pytest.approx(1e-4)
+    assert by_name["encoder.layer.0.attention.self.query.weight"] == pytest.approx(5e-5)
+    assert by_name["embeddings.position_embeddings.weight"] == pytest.approx(2.5e-5)
+    assert all(g["weight_decay"] == 0.0 for g in groups)
+    (single,) = layer_lr_groups(named, 1e-4, 1.0)
+    assert single["lr"] == 1e-4 and len(single["params"]) == len(named)

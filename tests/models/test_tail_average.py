@@ -51,6 +51,9 @@ def test_no_tail_share_means_no_average_and_swapping_in_nothing_is_an_error():
         ("mask_mentions", 1.5, "mask_mentions must be in"),
         ("mask_mentions", -0.5, "mask_mentions must be in"),
         ("none_pair_share", 1.2, "none_pair_share must be in"),
+        ("layer_lr_decay", 0.0, "layer_lr_decay must be in"),
+        ("layer_lr_decay", 1.5, "layer_lr_decay must be in"),
+        ("layer_lr_decay", 0.8, "applies to method full only"),  # the default method: lora
     ],
 )
 def test_a_config_that_cannot_train_is_refused(field, value, message):
@@ -71,13 +74,13 @@ def test_the_cli_passes_data_seed_tail_and_text_form_to_the_run(tmp_path, monkey
     monkeypatch.setattr(models.lora, "train_lora", fake_train)
     args = ["train", "--method", "full", "--seed", "13", "--data-seed", "7"]
     args += ["--average-tail", "0.5", "--text-form", "raw", "--mask-mentions", "0.25"]
-    args += ["--none-pair-share", "0.15"]
+    args += ["--none-pair-share", "0.15", "--layer-lr-decay", "0.8"]
     args += ["--out", str(tmp_path / "run")]
     result = CliRunner().invoke(models_group, args + ["--data", str(tmp_path)])
     assert "stopped before training" in result.output
     (cfg,) = seen
     assert (cfg.seed, cfg.data_seed, cfg.average_tail, cfg.text_form) == (13, 7, 0.5, "raw")
-    assert (cfg.mask_mentions, cfg.none_pair_share) == (0.25, 0.15)
+    assert (cfg.mask_mentions, cfg.none_pair_share, cfg.layer_lr_decay) == (0.25, 0.15, 0.8)
     result = CliRunner().invoke(models_group, ["train", "--text-form", "shouting"])
     assert result.exit_code == 2 and "shouting" in result.output
 
