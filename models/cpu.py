@@ -26,6 +26,14 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_has_vnni() -> bool:
+    """AVX512-VNNI, AVX-VNNI or AMX-INT8: int8 dot products without the 16-bit intermediate
+    that older kernels (AVX2, plain AVX-512) saturate. Without them a static int8 model needs
+    weights in half the 8-bit range (:func:`models.quantize.quantize_openvino_int8`)."""
+    flags = _cpuinfo()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
 def machine_key() -> str:
     """Short id of the CPU model, its flags and the cores available (probe cache key)."""
     info = _cpuinfo()

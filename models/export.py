@@ -20,15 +20,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.cpu import cpu_has_vnni
 from models.encoder import Encoder
 
 ONNX_FILES = {"onnx-fp32": "encoder-fp32.onnx", "onnx-int8": "encoder-int8.onnx"}
 # Run by OpenVINO: static int8 (an IR whose .xml names a .bin beside it, built from the
 # fp32 ONNX file and calibrated on training texts; the name carries the recipe, so a new
 # recipe never reuses a cached file of the old one), and bf16 (the fp32 ONNX file itself,
-# compiled with bf16 inference precision).
+# compiled with bf16 inference precision). Without VNNI the int8 weights use half the
+# 8-bit range (models.quantize): a different file, so a cache shared between CPUs never
+# hands one CPU the other's model.
+INT8_HALF_RANGE = not cpu_has_vnni()
 OPENVINO_FILES = {
-    "openvino-int8": "encoder-int8-nncf-ffnf.xml",
+    "openvino-int8": "encoder-int8-nncf-ffnf-w7.xml"
+    if INT8_HALF_RANGE
+    else "encoder-int8-nncf-ffnf.xml",
     "openvino-bf16": "encoder-fp32.onnx",
 }
 CALIBRATED = {"openvino-int8"}
@@ -113,7 +119,9 @@ def ensure_exported(
             os.replace(quantize_int8(fp32, Path(tmp) / "int8.onnx"), target)
         elif variant in CALIBRATED:
             assert calibration is not None  # checked above
-            xml = quantize_openvino_int8(fp32, Path(tmp) / "int8.xml", calibration())
+            xml = quantize_openvino_int8(
+                fp32, Path(tmp) / "int8.xml", calibration(), half_range_weights=INT8_HALF_RANGE
+            )
             os.replace(xml.with_suffix(".bin"), target.with_suffix(".bin"))
             os.replace(xml, target)
     return target

@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models.data import OUT_OF_TIME_ORIGIN
+from models.export import INT8_HALF_RANGE
 from models.quantize import calibration_feeds, calibration_texts, quantize_openvino_int8
 from models.runtime import OpenVinoRuntime, openvino_available
 from models.text import RAW_FORM
@@ -113,8 +114,12 @@ def _feeds(seed: int, n: int = 8) -> list[dict[str, np.ndarray]]:
 
 def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):
     fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
-    a = quantize_openvino_int8(fp32, tmp_path / "a.xml", _feeds(0), float_matmuls=())
-    b = quantize_openvino_int8(fp32, tmp_path / "b.xml", _feeds(0), float_matmuls=())
+    a = quantize_openvino_int8(
+        fp32, tmp_path / "a.xml", _feeds(0), float_matmuls=(), half_range_weights=INT8_HALF_RANGE
+    )
+    b = quantize_openvino_int8(
+        fp32, tmp_path / "b.xml", _feeds(0), float_matmuls=(), half_range_weights=INT8_HALF_RANGE
+    )
     assert a.with_suffix(".bin").read_bytes() == b.with_suffix(".bin").read_bytes()
     ir = a.read_text()
     assert ir.count('type="FakeQuantize"') >= 2 and 'element_type="i8"' in ir  # int8 both sides
@@ -137,6 +142,61 @@ def test_openvino_int8_is_deterministic_int8_and_row_independent(tmp_path):
     np.testing.assert_allclose(int8(**loud)[0], got[0], atol=1e-5)
 
 
+def _int8_weight_extremes(xml: Path) -> list[int]:
+    """Largest |value| of each int8 weight constant of the two MatMuls in the IR (found
+    through the weight decompression chain, not the activation side)."""
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    out = []
+    for name in ("mm1", "mm2"):
+        (op,) = [o for o in model.get_ops() if o.get_friendly_name() == name]
+        todo = [i.get_source_output().get_node() for i in op.inputs()]
+        while todo:
+            node = todo.pop()
+            kind = node.get_type_name()
+            if kind == "Constant" and node.get_element_type().get_type_name() == "i8":
+                out.append(int(np.abs(node.get_data()).max()))
+            elif kind in ("Convert", "Subtract", "Multiply", "Transpose", "Reshape"):
+                todo += [i.get_source_output().get_node() for i in node.inputs()]
+    return out
+
+
+def test_half_range_weights_keep_int8_weights_in_seven_bits(tmp_path):
+    """Without VNNI the int8 products saturate a 16-bit intermediate: half-range weights
+    (NNCF's overflow fix) avoid it. Full range uses up to 127, half range at most 64."""
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    full = quantize_openvino_int8(
+        fp32, tmp_path / "full.xml", _feeds(0), float_matmuls=(), half_range_weights=False
+    )
+    half = quantize_openvino_int8(
+        fp32, tmp_path / "half.xml", _feeds(0), float_matmuls=(), half_range_weights=True
+    )
+    assert max(_int8_weight_extremes(full)) == 127
+    extremes = _int8_weight_extremes(half)
+    assert len(extremes) == 2 and max(extremes) <= 64
+
+
+def test_cpu_without_vnni_gets_half_range_int8_in_its_own_file(monkeypatch):
+    import importlib
+
+    import models.cpu
+    import models.export
+
+    avx2 = "flags\t: fpu sse2 avx avx2 fma f16c\n"
+    vnni = "flags\t: fpu sse2 avx avx2 avx512f avx512_vnni\n"
+    files = {}
+    for name, info in (("avx2", avx2), ("vnni", vnni)):
+        monkeypatch.setattr(models.cpu, "_cpuinfo", lambda info=info: info)
+        assert models.cpu.cpu_has_vnni() is (name == "vnni")
+        importlib.reload(models.export)
+        files[name] = (models.export.INT8_HALF_RANGE, models.export.EXPORT_FILES["openvino-int8"])
+    monkeypatch.undo()
+    importlib.reload(models.export)
+    assert files["avx2"][0] is True and files["vnni"][0] is False
+    assert files["avx2"][1] != files["vnni"][1]  # a shared cache never mixes the two
+
+
 def _producers(model, name: str) -> set[str]:
     """Op types feeding the op ``name`` (through the weight decompression chain, if any)."""
     (op,) = [o for o in model.get_ops() if o.get_friendly_name() == name]
@@ -154,7 +214,13 @@ def test_float_matmuls_stay_float_and_the_rest_int8(tmp_path):
     import openvino as ov
 
     fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
-    xml = quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0), float_matmuls=("mm2",))
+    xml = quantize_openvino_int8(
+        fp32,
+        tmp_path / "q.xml",
+        _feeds(0),
+        float_matmuls=("mm2",),
+        half_range_weights=INT8_HALF_RANGE,
+    )
     model = ov.Core().read_model(str(xml))
     assert "FakeQuantize" in _producers(model, "mm1")
     assert "FakeQuantize" not in _producers(model, "mm2")
@@ -172,14 +238,16 @@ def test_a_float_pattern_that_matches_nothing_is_an_error(tmp_path):
 
     fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
     with pytest.raises(nncf.ValidationError):
-        quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0))
+        quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0), half_range_weights=False)
 
 
 def test_openvino_int8_runs_its_float_ops_in_bf16_like_the_bf16_variant(tmp_path):
     """Both OpenVINO variants compile with the same precision hint (bf16 where the CPU has
     it, else the plugin's fp32)."""
     fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
-    xml = quantize_openvino_int8(fp32, tmp_path / "q.xml", _feeds(0), float_matmuls=())
+    xml = quantize_openvino_int8(
+        fp32, tmp_path / "q.xml", _feeds(0), float_matmuls=(), half_range_weights=INT8_HALF_RANGE
+    )
     int8 = OpenVinoRuntime(xml, "openvino-int8", threads=1)
     bf16 = OpenVinoRuntime(fp32, "openvino-bf16", threads=1)
     hint = "INFERENCE_PRECISION_HINT"
