@@ -420,6 +420,11 @@ def choose_variant(config: ScorerConfig, directory: Path = ARTIFACTS_DIR) -> str
         log.warning("onnxruntime is not installed: scoring with torch fp32 instead")
         return "torch-fp32"
     if precision != "auto":
+        if precision == "torch-bf16" and not cpu_has_bf16():
+            log.warning(
+                "this CPU has no BF16 instructions: torch bf16 is emulated here, ~8x slower "
+                "than fp32 (docs/benchmarks.md, Session 15); precision 'auto' picks the fastest"
+            )
         return precision
     candidates = allowed_variants(directory)
     if len(candidates) == 1:

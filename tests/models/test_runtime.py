@@ -195,6 +195,19 @@ def test_probe_picks_an_allowed_variant_and_caches_it(config, exported, tmp_path
     assert ("openvino-bf16" in allowed) == openvino_available()
 
 
+def test_an_explicit_bf16_on_a_cpu_without_bf16_is_kept_with_a_warning(monkeypatch, caplog):
+    """The user's choice stands, but they learn it is emulated (8x slower on AVX2 only)."""
+    import models.scorer
+
+    cfg = ScorerConfig(precision="bf16")
+    for has_bf16, warned in ((False, True), (True, False)):
+        monkeypatch.setattr(models.scorer, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="models.scorer"):
+            assert choose_variant(cfg) == "torch-bf16"
+        assert ("no BF16 instructions" in caplog.text) is warned
+
+
 def test_probe_skips_a_drifting_variant(tmp_path):
     results = {
         "torch-fp32": {"posts_per_s": 100.0, "min_cosine": 1.0, "usable": True},
