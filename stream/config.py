@@ -229,7 +229,7 @@ class SinkSettings(Section):
         gt=0,
         description="Longest a stored post waits for its batch's commit. The scorer fills "
         "far fewer than batch_size posts a second, so this timer decides every commit: "
-        "0.3 s cut paced p95 by 0.7-1.3 s against 1.0 s with no loss of burst rate "
+        "0.3 s cut paced p95 by 0.4-1.7 s against 1.0 s with no loss of burst rate "
         "(docs/benchmarks.md, Session 15).",
     )
     # How long a starting sink waits for DuckDB's file lock (a reader's one-query open).
