@@ -20,11 +20,14 @@ from models.config import PRECISIONS, ScorerConfig
 from models.paths import ARTIFACTS_DIR
 from models.runtime import (
     cached_probe,
+    chunk_size_for,
     embed_sorted,
     fastest,
     openvino_available,
     pad_chunk,
+    probe_key,
     probe_texts,
+    time_encoder,
 )
 from models.scorer import (
     allowed_variants,
@@ -151,6 +154,52 @@ def test_sorted_chunks_restore_input_order():
     assert widths == [9, 12, 2]
     input_ids, mask = pad_chunk([[1, 2], [3]], pad_id=0)
     assert input_ids.tolist() == [[1, 2], [3, 0]] and mask.tolist() == [[1, 1], [1, 0]]
+
+
+def test_a_small_batch_is_split_so_every_stream_has_a_chunk():
+    """A runtime with parallel streams (OpenVINO) gets at least one chunk per stream; the
+    others keep the configured size (docs/benchmarks.md, Session 15: ~65 -> 122-136 posts/s for
+    batches of 32 on two streams)."""
+    assert [chunk_size_for(n, 32, 2) for n in (1, 8, 32, 48, 64, 256)] == [1, 4, 16, 24, 32, 32]
+    assert [chunk_size_for(n, 32, 1) for n in (1, 8, 32, 256)] == [1, 8, 32, 32]  # one chunk
+    assert chunk_size_for(0, 32, 2) == 32
+
+    class TwoStreams:
+        streams = 2
+
+        def __init__(self) -> None:
+            self.rows: list[int] = []
+
+        def __call__(self, input_ids, mask):
+            self.rows.append(len(input_ids))
+            return np.repeat(mask.sum(1, keepdims=True).astype(np.float32), 2, axis=1)
+
+    ids = [[7] * (1 + i % 5) for i in range(32)]
+    runtime = TwoStreams()
+    out = embed_sorted(runtime, ids, chunk_size=32, dim=2)
+    assert runtime.rows == [16, 16]
+    assert out[:, 0].tolist() == [len(x) for x in ids]  # still in the input order
+
+
+def test_the_probe_times_a_burst_and_a_trickle_of_small_batches():
+    """The worker sees both a 256-post burst and a paced stream's small batches; runtimes
+    rank differently on the two, so the probe times both (and its cache key says so)."""
+
+    class Recorder:
+        chunk_size = 32
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def encode(self, texts):
+            self.sizes.append(len(texts))
+            return np.zeros((len(texts), 2), dtype=np.float32)
+
+    encoder = Recorder()
+    rate = time_encoder(encoder, probe_texts(64), repeats=1, trickle_batch=16)  # type: ignore[arg-type]
+    assert encoder.sizes == [32, 64, 16, 16, 16, 16]  # warm-up, burst, trickle
+    assert rate > 0
+    assert probe_key("abc", ["onnx-fp32"], 2).endswith("|probe2")
 
 
 def test_sorting_does_not_change_embeddings(config):
