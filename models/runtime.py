@@ -250,6 +250,7 @@ def openvino_available() -> bool:
 
 PROBE_TEXTS = 256
 PROBE_VERSION = 2  # 2: burst and trickle batches timed (1: burst only)
+PROBE_TRICKLE_BATCH = 32  # a paced stream's worker batches are this small or smaller
 _PROBE_VOCAB = (
     "the debate tonight he she said economy prices border crime court judge vote poll "
     "election rally lol wow great terrible liar honest plan jobs taxes war china ukraine "
@@ -263,9 +264,6 @@ def probe_texts(n: int = PROBE_TEXTS, seed: int = 0) -> list[str]:
     words = _PROBE_VOCAB.split()
     rng = np.random.default_rng(seed)
     return [f"{i} " + " ".join(rng.choice(words, int(rng.integers(8, 40)))) for i in range(n)]
-
-
-PROBE_TRICKLE_BATCH = 32  # a paced stream's worker batches are this small or smaller
 
 
 def time_encoder(
