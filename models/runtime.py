@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.cpu import machine_key
+from models.cpu import cpu_has_bf16, machine_key
 from models.text import TEXT_FORM, normalize_texts
 
 
@@ -77,7 +77,9 @@ class OpenVinoRuntime:
     :mod:`models.quantize`) or ``openvino-bf16`` (the fp32 ONNX graph run in bf16: on a
     CPU with avx512_bf16 about 1.8x onnx-fp32 here). Both run their float ops in bf16
     (int8's float MatMuls and the LayerNorm / softmax path: ~1.2x faster, same proxy
-    agreement); where the CPU lacks bf16 the plugin falls back to fp32 and the probe sees it.
+    agreement) where the CPU has BF16 instructions, and in fp32 where it has not: asked
+    for bf16 there, the plugin emulates it on AVX-512 at a fortieth of fp32's speed
+    (docs/benchmarks.md, Session 18). :func:`models.cpu.numerics` names the same split.
     """
 
     def __init__(self, path: Path, variant: str, *, threads: int = 0) -> None:
@@ -85,7 +87,7 @@ class OpenVinoRuntime:
 
         self.streams = stream_count(threads)
         config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": "bf16",
+            "INFERENCE_PRECISION_HINT": "bf16" if cpu_has_bf16() else "f32",
             "PERFORMANCE_HINT": "THROUGHPUT",
             "NUM_STREAMS": self.streams,
         }
@@ -94,6 +96,11 @@ class OpenVinoRuntime:
         self.model = ov.Core().compile_model(str(path), "CPU", config)
         self.variant = variant
         self._local = threading.local()  # an infer queue is not thread-safe
+
+    @property
+    def float_precision(self) -> str:
+        """The precision the plugin compiled the float ops for (``bf16`` or ``f32``)."""
+        return self.model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def run_many(self, chunks: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """Every chunk in flight at once, one per stream (each stream one core): 1.05-1.2x

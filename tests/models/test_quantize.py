@@ -297,3 +297,18 @@ def test_openvino_streams_return_each_chunk_in_its_own_place(tmp_path):
     in_order = np.concatenate([one(*pad_chunk(texts[i : i + 1])) for i in range(len(texts))])
     np.testing.assert_allclose(sorted_out, in_order, atol=2e-3)
     assert stream_count(0) >= 1 and stream_count(64) == MAX_STREAMS and stream_count(3) == 3
+
+
+def test_openvino_runs_float_ops_in_bf16_only_on_a_cpu_with_bf16(tmp_path, monkeypatch):
+    """Asked for bf16 on AVX-512 without BF16, the plugin emulates it at a fortieth of
+    fp32's speed (docs/benchmarks.md, Session 18): the hint follows the CPU's flags."""
+    import models.runtime
+
+    fp32 = _tiny_encoder(tmp_path / "tiny.onnx")
+    # the bf16 side only where the CPU really has it (an AVX2 plugin compiles f32 regardless)
+    for has_bf16 in (False, True) if models.runtime.cpu_has_bf16() else (False,):
+        monkeypatch.setattr(models.runtime, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        runtime = OpenVinoRuntime(fp32, "openvino-bf16", threads=1)
+        assert runtime.float_precision == ("bf16" if has_bf16 else "f32")
+        feed = _feeds(5)[1]
+        assert runtime(**feed).shape == (len(feed["input_ids"]), 32)
