@@ -14,7 +14,7 @@ A model folder holds:
   ``encoder_delta`` says which), when trained with ``--method full``;
 - side files: ``calibration.json`` (part of the model: it changes the probabilities),
   ``metrics.json``, ``cohort_confusion.json``, ``runtime.json`` (precision verdicts, keyed
-  on the artifacts hash) and ``reliability.png``.
+  on the artifacts hash, one per variant and CPU numerics) and ``reliability.png``.
 
 Where models live: the committed default ships read-only in the package
 (``models/artifacts``); models you train or promote go to a model directory
@@ -376,9 +376,42 @@ def runtime_gate(directory: Path = PACKAGED_DIR) -> dict[str, Any]:
     return gate if gate.get("artifacts_hash") == artifacts_hash(directory) else {}
 
 
+def gate_verdict(gate: dict, variant: str, model_file: str | None = None) -> dict | None:
+    """The verdict for ``variant`` measured where the numbers are this CPU's
+    (:func:`models.cpu.numerics`) on the model file ``model_file`` (its name carries the
+    export recipe, so a new int8 recipe needs a new verdict): verdicts are stored per
+    variant and numerics, since int8 and bf16 round differently on other CPUs. None if
+    none was measured (a file of the older flat form, one row per variant with no CPU,
+    gives none either)."""
+    from models.cpu import numerics
+
+    rows = gate.get("variants", {}).get(variant, {})
+    row = rows.get(numerics(variant))
+    if not isinstance(row, dict) or row.get("file") != model_file:
+        return None
+    return row
+
+
+def merge_gate(old: dict, new: dict) -> dict:
+    """``new``'s verdicts added to ``old``'s for the same artifacts (a re-measured variant
+    and numerics replaced), so gates run on different CPUs add up; other artifacts' or
+    flat-form verdicts are dropped."""
+    if old.get("artifacts_hash") != new.get("artifacts_hash"):
+        return new
+    variants: dict[str, dict] = {}
+    for source in (old, new):
+        for variant, rows in source.get("variants", {}).items():
+            if "ok" in rows:  # the flat form: not tied to any CPU
+                continue
+            variants.setdefault(variant, {}).update(rows)
+    return {**new, "variants": variants}
+
+
 def write_gate(result: dict, directory: Path = PACKAGED_DIR) -> Path:
-    """Store the verdicts next to the artifacts they were measured on."""
-    return _write_json(Path(directory) / RUNTIME_GATE, result)
+    """Store the verdicts next to the artifacts they were measured on, beside the verdicts
+    other CPUs measured for them."""
+    merged = merge_gate(read_gate(directory), result)
+    return _write_json(Path(directory) / RUNTIME_GATE, merged)
 
 
 def reliability_path(directory: Path) -> Path:

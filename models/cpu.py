@@ -38,10 +38,40 @@ def cpu_has_vnni() -> bool:
     return not cpu_flags().isdisjoint({"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
+def int8_kernels() -> str:
+    """The int8 dot products this CPU has: ``amx`` (AMX-INT8 tiles), ``vnni`` (AVX512-VNNI or
+    AVX-VNNI) or ``none`` (16-bit intermediates that saturate: half-range weights)."""
+    flags = cpu_flags()
+    if "amx_int8" in flags:
+        return "amx"
+    return "vnni" if cpu_has_vnni() else "none"
+
+
+def numerics(variant: str) -> str:
+    """What on this CPU decides ``variant``'s numbers, so a precision gate verdict measured on
+    one CPU is reused only where the numbers are the same: ``fp32`` for fp32 variants and for
+    OpenVINO's bf16 on a CPU without BF16 (the plugin falls back to fp32; torch emulates
+    bf16 instead), ``bf16`` otherwise, and for int8 the int8 kernels plus the precision of
+    the float ops (OpenVINO runs an int8 model's float parts in bf16 where it can), e.g.
+    ``int8-vnni+fp32``."""
+    precision = variant.rsplit("-", 1)[-1]
+    floats = "bf16" if cpu_has_bf16() else "fp32"
+    if precision == "int8":
+        return f"int8-{int8_kernels()}+{floats}"
+    if precision == "bf16":
+        return floats if variant.startswith("openvino-") else "bf16"
+    return "fp32"
+
+
+def model_name() -> str:
+    """The CPU's model name as lscpu shows it (empty where /proc/cpuinfo has none)."""
+    info = _cpuinfo()
+    return next((ln.split(":", 1)[1] for ln in info.splitlines() if "model name" in ln), "").strip()
+
+
 def machine_key() -> str:
     """Short id of the CPU model, its flags and the cores available (probe cache key)."""
-    info = _cpuinfo()
-    model = next((ln.split(":", 1)[1] for ln in info.splitlines() if "model name" in ln), "")
+    model = model_name()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    text = f"{platform.machine()}|{model.strip()}|{' '.join(sorted(cpu_flags()))}|{cores}"
+    text = f"{platform.machine()}|{model}|{' '.join(sorted(cpu_flags()))}|{cores}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]

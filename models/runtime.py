@@ -256,7 +256,7 @@ def openvino_available() -> bool:
 # --- the probe: which allowed variant is fastest on this machine -------------------------
 
 PROBE_TEXTS = 256
-PROBE_VERSION = 2  # 2: burst and trickle batches timed (1: burst only)
+PROBE_VERSION = 3  # 3: OpenVINO in fp32 without BF16; 2: burst and trickle timed; 1: burst
 PROBE_TRICKLE_BATCH = 32  # a paced stream's worker batches are this small or smaller
 _PROBE_VOCAB = (
     "the debate tonight he she said economy prices border crime court judge vote poll "

@@ -7,6 +7,10 @@ length-sorted chunks on the validation data:
 - sentiment macro-recall on TweetEval val and on the out-of-time rows of
   sentiment/train.jsonl (``origin`` twitter-2016test, the latest year);
 - emotion macro-F1; P-Stance macro-F1 per target; TweetEval stance F1avg pooled.
+
+Reduced precision rounds differently by CPU (bf16 or fp32 float ops, VNNI, AMX or
+half-range int8), so a verdict holds for the numerics it was measured under
+(:func:`models.cpu.numerics`) and 'auto' reads the one for its own CPU.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from sklearn.metrics import recall_score
 
 from models.artifact_store import PACKAGED_DIR, artifacts_hash, read_manifest
 from models.config import ScorerConfig
+from models.cpu import model_name, numerics
 from models.data import SENTIMENT_LABELS, data_dir, read_jsonl
 from models.evaluate import _predict, evaluate
+from models.export import EXPORT_FILES
 from models.scorer import build_encoder, load_heads
 
 MAX_DROP_POINTS = 0.5
@@ -68,7 +74,8 @@ def validate(
     directory: Path = PACKAGED_DIR,
     reference: str = "torch-fp32",
 ) -> dict:
-    """Metrics of ``reference`` and each variant, the drops in points, and the verdicts."""
+    """Metrics of ``reference`` and each variant, the drops in points, and the verdicts,
+    each under the numerics of this CPU it holds for (``{variant: {numerics: row}}``)."""
     ref, ref_pred = variant_metrics(reference, config, root, directory)
     out: dict = {
         "artifacts_hash": artifacts_hash(directory),
@@ -82,10 +89,14 @@ def validate(
         drops = {k: round((ref[k] - got[k]) * 100, 2) for k in ref}
         worst = max(drops.values())
         out["variants"][variant] = {
-            "ok": worst <= MAX_DROP_POINTS,
-            "worst_drop_points": worst,
-            "drops_points": drops,
-            "metrics": got,
-            "out_of_time_label_agreement": round(float(np.mean(pred == ref_pred)), 4),
+            numerics(variant): {
+                "ok": worst <= MAX_DROP_POINTS,
+                "worst_drop_points": worst,
+                "drops_points": drops,
+                "metrics": got,
+                "out_of_time_label_agreement": round(float(np.mean(pred == ref_pred)), 4),
+                "cpu": model_name(),
+                "file": EXPORT_FILES.get(variant),
+            }
         }
     return out

@@ -27,6 +27,7 @@ import torch
 
 from models.artifact_store import (
     artifacts_hash,
+    gate_verdict,
     read_adapter,
     read_calibration,
     read_encoder_delta,
@@ -343,9 +344,13 @@ def load_model(
 def allowed_variants(directory: Path = ARTIFACTS_DIR) -> list[str]:
     """Variants 'auto' may pick: fp32 always; bf16 / int8 (ORT dynamic, OpenVINO static)
     only where validation showed they cost <= 0.5 point on every metric (the stored gate
-    for these artifacts)."""
-    verdicts = runtime_gate(directory).get("variants", {})
-    passed = {v for v, r in verdicts.items() if r.get("ok")}
+    for these artifacts, measured under this CPU's numerics)."""
+    gate = runtime_gate(directory)
+    passed = {
+        v
+        for v in gate.get("variants", {})
+        if (gate_verdict(gate, v, EXPORT_FILES.get(v)) or {}).get("ok")
+    }
     out = ["torch-fp32"]
     if cpu_has_bf16() and "torch-bf16" in passed:
         out.append("torch-bf16")

@@ -544,7 +544,8 @@ def bench_command(
     "--validate",
     is_flag=True,
     help="Also compare the ONNX and OpenVINO int8 encoders with fp32 on the validation data "
-    "and store the verdicts (<artifacts>/runtime.json) that let precision 'auto' use them.",
+    "and store the verdicts (<artifacts>/runtime.json) that let precision 'auto' use them on "
+    "CPUs that round like this one (bf16 or not, VNNI / AMX int8 or not).",
 )
 @data_option
 def export_command(artifacts: Path | None, validate: bool, data: Path | None) -> None:
@@ -576,11 +577,15 @@ def export_command(artifacts: Path | None, validate: bool, data: Path | None) ->
 
         variants = [v for v in VALIDATED if v in exported]
         result = check(variants, config, _data_root(data), directory)
-        for variant, row in result["variants"].items():
-            verdict = "allowed" if row["ok"] else "not allowed"
-            click.echo(f"{variant}: worst drop {row['worst_drop_points']:+.2f} points ({verdict})")
-            for metric, drop in row["drops_points"].items():
-                click.echo(f"  {metric:<40} {row['metrics'][metric]:.4f}  drop {drop:+.2f}")
+        for variant, rows in result["variants"].items():
+            for where, row in rows.items():
+                verdict = "allowed" if row["ok"] else "not allowed"
+                click.echo(
+                    f"{variant} [{where}]: worst drop {row['worst_drop_points']:+.2f} points "
+                    f"({verdict})"
+                )
+                for metric, drop in row["drops_points"].items():
+                    click.echo(f"  {metric:<40} {row['metrics'][metric]:.4f}  drop {drop:+.2f}")
         click.echo(f"verdicts written to {write_gate(result, directory)}")
 
 

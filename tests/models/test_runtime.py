@@ -17,6 +17,8 @@ import pytest
 
 from models.artifact_store import RUNTIME_GATE
 from models.config import PRECISIONS, ScorerConfig
+from models.cpu import numerics
+from models.export import EXPORT_FILES
 from models.paths import ARTIFACTS_DIR
 from models.runtime import (
     cached_probe,
@@ -199,7 +201,7 @@ def test_the_probe_times_a_burst_and_a_trickle_of_small_batches():
     rate = time_encoder(encoder, probe_texts(64), repeats=1, trickle_batch=16)  # type: ignore[arg-type]
     assert encoder.sizes == [32, 64, 16, 16, 16, 16]  # warm-up, burst, trickle
     assert rate > 0
-    assert probe_key("abc", ["onnx-fp32"], 2).endswith("|probe2")
+    assert probe_key("abc", ["onnx-fp32"], 2).endswith("|probe3")
 
 
 def test_sorting_does_not_change_embeddings(config):
@@ -230,13 +232,18 @@ def test_probe_picks_an_allowed_variant_and_caches_it(config, exported, tmp_path
     monkeypatch.setattr("models.scorer.probe_variants", no_probe)
     assert choose_variant(cfg, artifacts) == chosen
     # a verdict for these exact artifacts lets int8 compete; a stale one does not
-    gate = {"artifacts_hash": artifacts_hash(artifacts), "variants": {"onnx-int8": {"ok": True}}}
+    here = numerics("onnx-int8")
+    int8 = {"onnx-int8": {here: {"ok": True, "file": EXPORT_FILES["onnx-int8"]}}}
+    gate = {"artifacts_hash": artifacts_hash(artifacts), "variants": int8}
     (artifacts / RUNTIME_GATE).write_text(json.dumps(gate))
     assert "onnx-int8" in allowed_variants(artifacts)
     (artifacts / RUNTIME_GATE).write_text(json.dumps(gate | {"artifacts_hash": "0" * 8}))
     assert "onnx-int8" not in allowed_variants(artifacts)
     # the OpenVINO variants compete only with a passing verdict of their own
-    both = {"openvino-bf16": {"ok": True}, "openvino-int8": {"ok": False}}
+    both = {
+        v: {numerics(v): {"ok": v == "openvino-bf16", "file": EXPORT_FILES[v]}}
+        for v in ("openvino-bf16", "openvino-int8")
+    }
     gate = {"artifacts_hash": artifacts_hash(artifacts), "variants": both}
     (artifacts / RUNTIME_GATE).write_text(json.dumps(gate))
     allowed = allowed_variants(artifacts)
