@@ -50,10 +50,10 @@ def int8_kernels() -> str:
 def numerics(variant: str) -> str:
     """What on this CPU decides ``variant``'s numbers, so a precision gate verdict measured on
     one CPU is reused only where the numbers are the same: ``fp32`` for fp32 variants and for
-    OpenVINO's bf16 on a CPU without BF16 (the plugin falls back to fp32; torch emulates
-    bf16 instead), ``bf16`` otherwise, and for int8 the int8 kernels plus the precision of
-    the float ops (OpenVINO runs an int8 model's float parts in bf16 where it can), e.g.
-    ``int8-vnni+fp32``."""
+    OpenVINO's bf16 on a CPU without BF16 (the scorer asks the plugin for fp32 there; torch
+    emulates bf16 instead), ``bf16`` otherwise, and for int8 the int8 kernels plus the
+    precision of the float ops (OpenVINO runs an int8 model's float parts in bf16 where
+    the CPU has it), e.g. ``int8-vnni+fp32``."""
     precision = variant.rsplit("-", 1)[-1]
     floats = "bf16" if cpu_has_bf16() else "fp32"
     if precision == "int8":
