@@ -17,7 +17,7 @@ import pytest
 
 from models.artifact_store import RUNTIME_GATE
 from models.config import PRECISIONS, ScorerConfig
-from models.cpu import numerics
+from models.cpu import model_name, numerics
 from models.export import EXPORT_FILES
 from models.paths import ARTIFACTS_DIR
 from models.runtime import (
@@ -288,3 +288,67 @@ def test_settings_build_the_scorer_config(tmp_path):
     assert set(PRECISIONS) >= {"auto", "fp32", "bf16", "int8"}
     with pytest.raises(ValueError):
         Settings(score_precision="fp8")
+
+
+def _sample_data(root: Path, out: Path) -> Path:
+    """A few rows of every dev file the gate reads (real posts from the shared data)."""
+    picks = {
+        "sentiment/val.jsonl": 60,
+        "emotion/val.jsonl": 40,
+        "stance/tweeteval_val.jsonl": 40,
+        "stance/semeval2016_trump_weak.jsonl": 30,
+    }
+    for name, n in picks.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        lines = (root / name).read_text().splitlines()[:n]
+        (out / name).write_text("\n".join(lines) + "\n")
+    rows = [json.loads(x) for x in (root / "sentiment/train.jsonl").read_text().splitlines()]
+    late = [r for r in rows if r.get("origin") == "twitter-2016test"][:40]
+    (out / "sentiment/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in late))
+    pstance = [json.loads(x) for x in (root / "stance/pstance_val.jsonl").read_text().splitlines()]
+    by_target = {
+        t: [r for r in pstance if r["target"] == t][:30] for t in {r["target"] for r in pstance}
+    }
+    chosen = [r for rs in by_target.values() for r in rs]
+    (out / "stance/pstance_val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chosen))
+    return out
+
+
+def test_export_validate_prints_a_verdict_per_variant_and_keeps_other_cpus(
+    config, exported, tmp_path, monkeypatch
+):
+    """`swingdial models export --validate` on a copy of the packaged model: one line per
+    variant naming this CPU's numerics, and the verdicts merged beside another CPU's."""
+    from click.testing import CliRunner
+
+    from stream.cli.models import models_group
+    from stream.config import get_settings
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(ARTIFACTS_DIR, artifacts)
+    other_cpu = {"ok": False, "worst_drop_points": 3.05, "file": "x.xml", "cpu": "elsewhere"}
+    gate = json.loads((artifacts / RUNTIME_GATE).read_text())
+    gate["variants"]["openvino-int8"]["int8-elsewhere+bf16"] = other_cpu
+    (artifacts / RUNTIME_GATE).write_text(json.dumps(gate))
+    data = _sample_data(Settings().shared_data, tmp_path / "data")
+    monkeypatch.setenv("SWINGDIAL_SCORE_RUNTIME_DIR", str(config.runtime_dir))
+    monkeypatch.setenv("SWINGDIAL_SCORE_THREADS", "2")
+    get_settings.cache_clear()
+    try:
+        args = ["export", "--validate", "--artifacts", str(artifacts), "--data", str(data)]
+        result = CliRunner().invoke(models_group, args)
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()  # (progress bars go to stderr)
+    assert "onnx-fp32 [fp32]: worst drop +0.00 points (allowed)" in lines
+    assert "  sentiment_val_macro_recall" in "\n".join(lines)
+    stored = json.loads((artifacts / RUNTIME_GATE).read_text())
+    for variant in exported:
+        assert any(
+            line.startswith(f"{variant} [{numerics(variant)}]: worst drop") for line in lines
+        )
+        row = stored["variants"][variant][numerics(variant)]
+        assert row["file"] == EXPORT_FILES[variant] and row["cpu"] == model_name()
+    assert stored["variants"]["openvino-int8"]["int8-elsewhere+bf16"] == other_cpu
+    assert lines[-1] == f"verdicts written to {artifacts / RUNTIME_GATE}"
