@@ -24,13 +24,12 @@ from sklearn.metrics import recall_score
 from models.artifact_store import PACKAGED_DIR, artifacts_hash, read_manifest
 from models.config import ScorerConfig
 from models.cpu import model_name, numerics
-from models.data import SENTIMENT_LABELS, data_dir, read_jsonl
+from models.data import OUT_OF_TIME_ORIGIN, SENTIMENT_LABELS, data_dir, read_jsonl
 from models.evaluate import _predict, evaluate
 from models.export import EXPORT_FILES
 from models.scorer import build_encoder, load_heads
 
 MAX_DROP_POINTS = 0.5
-OUT_OF_TIME_ORIGIN = "twitter-2016test"
 
 
 def headline_metrics(metrics: dict, out_of_time: float) -> dict[str, float]:

@@ -87,8 +87,7 @@ def test_a_verdict_allows_a_variant_only_on_a_cpu_with_its_numerics(tmp_path, mo
     expected = {ZEN5: True, SAPPHIRE_RAPIDS: False, ICE_LAKE: False, ZEN3: False}
     for flags, allowed in expected.items():
         on_cpu(monkeypatch, flags)
-        loaded = json.loads((artifacts / RUNTIME_GATE).read_text())
-        found = gate_verdict(loaded, "onnx-int8", EXPORT_FILES["onnx-int8"])
+        found = gate_verdict(gate, "onnx-int8", EXPORT_FILES["onnx-int8"])
         assert (found is not None) is (flags in (ZEN5, ICE_LAKE))
         assert ("onnx-int8" in allowed_variants(artifacts)) is allowed
     # the older flat form allows nothing beyond fp32

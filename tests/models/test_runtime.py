@@ -18,6 +18,7 @@ import pytest
 from models.artifact_store import RUNTIME_GATE
 from models.config import PRECISIONS, ScorerConfig
 from models.cpu import model_name, numerics
+from models.data import OUT_OF_TIME_ORIGIN, read_jsonl
 from models.export import EXPORT_FILES
 from models.paths import ARTIFACTS_DIR
 from models.runtime import (
@@ -291,26 +292,27 @@ def test_settings_build_the_scorer_config(tmp_path):
 
 
 def _sample_data(root: Path, out: Path) -> Path:
-    """A few rows of every dev file the gate reads (real posts from the shared data)."""
+    """A few rows of every dev file the gate reads (real posts from the shared data): the
+    first rows of each, the latest year's sentiment rows and 30 P-Stance posts per target."""
+    sentiment = read_jsonl(root / "sentiment/train.jsonl")
+    late = [r for r in sentiment if r.get("origin") == OUT_OF_TIME_ORIGIN]
+    pstance = read_jsonl(root / "stance/pstance_val.jsonl")
+    targets = {r["target"] for r in pstance}
     picks = {
-        "sentiment/val.jsonl": 60,
-        "emotion/val.jsonl": 40,
-        "stance/tweeteval_val.jsonl": 40,
-        "stance/semeval2016_trump_weak.jsonl": 30,
+        "sentiment/train.jsonl": late[:40],
+        "sentiment/val.jsonl": read_jsonl(root / "sentiment/val.jsonl")[:60],
+        "emotion/val.jsonl": read_jsonl(root / "emotion/val.jsonl")[:40],
+        "stance/tweeteval_val.jsonl": read_jsonl(root / "stance/tweeteval_val.jsonl")[:40],
+        "stance/semeval2016_trump_weak.jsonl": read_jsonl(
+            root / "stance/semeval2016_trump_weak.jsonl"
+        )[:30],
+        "stance/pstance_val.jsonl": [
+            r for t in sorted(targets) for r in [r for r in pstance if r["target"] == t][:30]
+        ],
     }
-    for name, n in picks.items():
+    for name, rows in picks.items():
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-        lines = (root / name).read_text().splitlines()[:n]
-        (out / name).write_text("\n".join(lines) + "\n")
-    rows = [json.loads(x) for x in (root / "sentiment/train.jsonl").read_text().splitlines()]
-    late = [r for r in rows if r.get("origin") == "twitter-2016test"][:40]
-    (out / "sentiment/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in late))
-    pstance = [json.loads(x) for x in (root / "stance/pstance_val.jsonl").read_text().splitlines()]
-    by_target = {
-        t: [r for r in pstance if r["target"] == t][:30] for t in {r["target"] for r in pstance}
-    }
-    chosen = [r for rs in by_target.values() for r in rs]
-    (out / "stance/pstance_val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chosen))
+        (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
 
 
