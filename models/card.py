@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.cpu import describe
 from models.paths import ARTIFACTS_DIR
 from models.report import LOTO_KEYS, OOT_TWEETEVAL_SPELLING, SENTIMENT_DEV_SETS
 
@@ -229,13 +230,21 @@ def _calibration_table(report: dict, params: dict) -> list[str]:
     return lines
 
 
+def _measured(runtime: str, where: dict | None) -> str:
+    """``runtime`` with the numerics and CPU it ran with, where the metrics recorded them."""
+    if not where:
+        return runtime
+    return f"{runtime} ({describe(where)})"
+
+
 def _runtime_line(metrics: dict) -> str:
     """Which runtime the figures come from (the issue: the card measures what ships)."""
     runtime = metrics.get("runtime", "torch-fp32 (recorded before evaluation named its runtime)")
     calibrated = metrics.get("calibration_runtime")
-    line = f"Figures below are encoded on **{runtime}**"
+    line = f"Figures below are encoded on **{_measured(runtime, metrics.get('measured_on'))}**"
     if calibrated:
-        line += f"; calibration was fitted on {calibrated} logits"
+        where = metrics.get("calibration_measured_on")
+        line += f"; calibration was fitted on {_measured(calibrated, where)} logits"
     return line + (
         " (`swingdial models eval` and `calibrate` encode on the runtime the worker picks on "
         "that machine unless `--precision` names another)."

@@ -69,6 +69,17 @@ def model_name() -> str:
     return next((ln.split(":", 1)[1] for ln in info.splitlines() if "model name" in ln), "").strip()
 
 
+def measured_on(variant: str) -> dict[str, str]:
+    """Where a figure of ``variant`` comes from: its numerics here and the CPU's name, stored
+    beside every evaluation so a figure read later says which arithmetic produced it."""
+    return {"runtime": variant, "numerics": numerics(variant), "cpu": model_name()}
+
+
+def describe(where: dict[str, str]) -> str:
+    """A :func:`measured_on` record as words, e.g. ``fp32 numerics on Intel(R) Xeon(R) …``."""
+    return f"{where['numerics']} numerics on {where.get('cpu') or 'an unnamed CPU'}"
+
+
 def machine_key() -> str:
     """Short id of the CPU model, its flags and the cores available (probe cache key)."""
     model = model_name()

@@ -6,6 +6,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from models.cpu import describe
+
 # metrics.json keys of the leave-one-target-out scores, and how each trained its encoder.
 LOTO_KEYS = (("loto", "frozen"), ("loto_lora", "LoRA"), ("loto_full", "full fine-tuning"))
 # metrics.json key (and dev-set name) of the out-of-time posts spelt as the later-year test.
@@ -31,7 +33,9 @@ def metrics_report(m: dict[str, Any]) -> str:
     """Every metric a model's metrics.json holds, as a few short tables and lines."""
     out: list[str] = []
     if "runtime" in m:
-        out.append(f"encoded on {m['runtime']} (the runtime these figures come from)")
+        where = m.get("measured_on")
+        numerics = f", {describe(where)}" if where else ""
+        out.append(f"encoded on {m['runtime']}{numerics} (the runtime these figures come from)")
     rows = []
     for key, name in SENTIMENT_DEV_SETS:
         if key in m:

@@ -16,6 +16,7 @@ import torch
 
 from models import artifact_store
 from models.config import AVERAGE_HEADS, ScorerConfig
+from models.cpu import measured_on
 from models.data import SENTIMENT_HOLD_OUTS
 from models.evaluate import (
     DEV_SETS_VERSION,
@@ -212,6 +213,7 @@ def evaluate_model(
     )
     metrics["model_version"] = model_version(directory, meta)
     metrics["runtime"] = encoder.runtime.variant
+    metrics["measured_on"] = measured_on(encoder.runtime.variant)
     metrics["sentiment_oot"]["held_out_of_training"] = oot_held_out(meta)
     metrics["sentiment_oot"]["later_year"] = oot_later_year(meta)
     old = artifact_store.read_metrics(directory) if held_out else {}
@@ -249,7 +251,12 @@ def calibrate_model(
     params, report = fit_calibration(sets, balanced=balanced)
     written = artifact_store.write_calibration(directory, params)
     artifact_store.update_metrics(
-        directory, {"calibration": report, "calibration_runtime": encoder.runtime.variant}
+        directory,
+        {
+            "calibration": report,
+            "calibration_runtime": encoder.runtime.variant,
+            "calibration_measured_on": measured_on(encoder.runtime.variant),
+        },
     )
     reliability_png(
         {head: r["reliability"] for head, r in report.items()},

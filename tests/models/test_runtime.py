@@ -354,3 +354,45 @@ def test_export_validate_prints_a_verdict_per_variant_and_keeps_other_cpus(
         assert row["file"] == EXPORT_FILES[variant] and row["cpu"] == model_name()
     assert stored["variants"]["openvino-int8"]["int8-elsewhere+bf16"] == other_cpu
     assert lines[-1] == f"verdicts written to {artifacts / RUNTIME_GATE}"
+
+
+def test_eval_and_calibrate_record_the_numerics_and_cpu_of_their_figures(
+    config, exported, tmp_path, monkeypatch
+):
+    """`models calibrate` then `models eval` on a copy of the packaged model: metrics.json
+    says which runtime, numerics and CPU produced its figures and its calibration, and the
+    report and the card's runtime line say it in words."""
+    from click.testing import CliRunner
+
+    from models.artifact_store import read_metrics
+    from models.card import _runtime_line
+    from stream.cli.models import models_group
+    from stream.config import get_settings
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(ARTIFACTS_DIR, artifacts)
+    data = _sample_data(Settings().shared_data, tmp_path / "data")
+    monkeypatch.setenv("SWINGDIAL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SWINGDIAL_SCORE_RUNTIME_DIR", str(config.runtime_dir))
+    get_settings.cache_clear()
+    common = ["--artifacts", str(artifacts), "--data", str(data), "--precision", "fp32"]
+    try:
+        calibrated = CliRunner().invoke(models_group, ["calibrate", *common])
+        evaluated = CliRunner().invoke(models_group, ["eval", *common])
+    finally:
+        get_settings.cache_clear()
+    assert calibrated.exit_code == 0 and evaluated.exit_code == 0, evaluated.output
+    where = {"runtime": "onnx-fp32", "numerics": "fp32", "cpu": model_name()}
+    metrics = read_metrics(artifacts)
+    assert metrics["measured_on"] == where and metrics["calibration_measured_on"] == where
+    words = f"fp32 numerics on {model_name() or 'an unnamed CPU'}"
+    first = evaluated.stdout.splitlines()[0]
+    assert first == f"encoded on onnx-fp32, {words} (the runtime these figures come from)"
+    assert _runtime_line(metrics).startswith(
+        f"Figures below are encoded on **onnx-fp32 ({words})**; calibration was fitted on "
+        f"onnx-fp32 ({words}) logits ("
+    )
+    older = {k: v for k, v in metrics.items() if not k.endswith("measured_on")}
+    assert _runtime_line(older).startswith(
+        "Figures below are encoded on **onnx-fp32**; calibration was fitted on onnx-fp32 logits"
+    )
