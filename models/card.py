@@ -125,6 +125,22 @@ def render(metrics: dict, meta: dict, version: str, calibration: dict | None = N
                 lines.append(
                     f"| {target} | {row['n']} | {row['accuracy']:.3f} | {row['f1avg']:.3f} |"
                 )
+    if "renamed_targets" in metrics:
+        renamed = metrics["renamed_targets"]
+        lines += [
+            "",
+            f"Stance towards names without labels ({renamed['note']}, the person renamed "
+            "to each name and scored towards it; every post takes a side, so `none` should "
+            "be rare):",
+            "",
+            "| scored towards | n | macro-F1 (favor/against) | predicted none |",
+            "|---|---|---|---|",
+        ]
+        for target, row in renamed.items():
+            if isinstance(row, dict):
+                lines.append(
+                    f"| {target} | {row['n']} | {row['macro_f1']:.3f} | {row['none_rate']:.1%} |"
+                )
     if "simulated_event" in metrics:
         sim = metrics["simulated_event"]
         stance = ", ".join(f"{t} {r['f1avg']:.3f}" for t, r in sim["stance"].items())

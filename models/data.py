@@ -19,7 +19,10 @@ EMOTION_LABELS = ["anger", "joy", "optimism", "sadness"]
 PSTANCE_TARGETS = ["Donald Trump", "Joe Biden", "Bernie Sanders"]
 
 # Names used only as "unrelated target" negatives; deliberately not the default targets
-# (Harris, Musk), so the model is not taught that those always score none.
+# (Harris, Musk), so the model is not taught that those always score none. They are taught
+# exactly that about themselves and their neighbours: the shipped model calls Putin `none`
+# in 82% of posts that take a side on him, and a run without Trump's data called Trump
+# (nearest name: Putin) `none` always (model card, "Session 19"; `renamed_targets`).
 DISTRACTOR_TARGETS = [
     "Taylor Swift",
     "Tom Brady",
@@ -233,14 +236,27 @@ def entity_swap(
     """
     out = []
     for ex in examples:
-        pats = _NAME_PATTERNS.get(ex.target)
-        if pats is None or ex.label == "none" or rng.random() > share:
+        if ex.target not in _NAME_PATTERNS or ex.label == "none" or rng.random() > share:
             continue
-        if not re.search("|".join(pats), ex.text, flags=re.IGNORECASE):
+        if not names_person(ex.text, ex.target):
             continue
         first, last = rng.choice(FICTIONAL_PEOPLE)
-        text = re.sub(pats[0], f"{first} {last}", ex.text, flags=re.IGNORECASE)
-        text = re.sub(pats[1], last, text, flags=re.IGNORECASE)
-        text = re.sub(pats[2], first, text, flags=re.IGNORECASE)
+        text = rename_person(ex.text, ex.target, first, last)
         out.append(StanceExample(text, f"{first} {last}", ex.label, "swap"))
     return out
+
+
+def names_person(text: str, target: str) -> bool:
+    """Whether ``text`` names the person ``target`` (full name, surname or first name; only
+    the person targets with labelled data have name patterns)."""
+    pats = _NAME_PATTERNS.get(target)
+    return pats is not None and re.search("|".join(pats), text, flags=re.IGNORECASE) is not None
+
+
+def rename_person(text: str, target: str, first: str, last: str) -> str:
+    """``text`` with the person ``target`` renamed to ``first last``: the full name first,
+    then the surname, then the first name (a text that does not name them is unchanged)."""
+    full, surname, first_name = _NAME_PATTERNS[target]
+    text = re.sub(full, f"{first} {last}", text, flags=re.IGNORECASE)
+    text = re.sub(surname, last, text, flags=re.IGNORECASE)
+    return re.sub(first_name, first, text, flags=re.IGNORECASE)

@@ -38,6 +38,8 @@ from models.data import (
     load_labelled,
     load_sentiment_oot,
     load_stance,
+    names_person,
+    rename_person,
     weak_split,
 )
 from models.heads import Heads
@@ -48,6 +50,10 @@ EmbedFn = Callable[[Sequence[str]], np.ndarray]
 # 30 posts about Kamala Harris / Elon Musk written by the model author (no labelled data
 # exists for them): a sanity check of unseen-target stance, not a benchmark.
 HANDWRITTEN = Path(__file__).resolve().parent / "eval" / "unseen_targets.jsonl"
+# The event targets without labelled data; the renamed-target check asks whether the model
+# calls stance towards their names at all (model card, "Session 19").
+UNLABELLED_TARGETS = ("Elon Musk", "Kamala Harris")
+RENAMED_PER_TARGET = 200  # P-Stance val posts per labelled target that name the person
 # Bumped when dev_logits gains or changes a set, so cached logits from before are not reused.
 DEV_SETS_VERSION = 2  # 2: the out-of-time posts in the later-year test's spelling
 
@@ -265,6 +271,7 @@ def evaluate(
         metrics["unrelated_target_none_rate"] = rates
     if HANDWRITTEN.exists():
         metrics["handwritten_unseen"] = handwritten_unseen(heads, embed)
+    metrics["renamed_targets"] = renamed_targets(heads, embed, pst)
     metrics["summary"] = {
         "sentiment_macro_recall": metrics["sentiment"]["macro_recall"],
         "sentiment_oot_macro_recall": metrics["sentiment_oot"]["macro_recall"],
@@ -304,6 +311,47 @@ def handwritten_unseen(heads: Heads, embed: EmbedFn) -> dict:
             "n": len(idx),
             "accuracy": round(float(np.mean(np.array(gold) == np.array(got))), 4),
             "f1avg": round(f1avg(gold, got), 4),
+        }
+    return out
+
+
+def renamed_targets(
+    heads: Heads,
+    embed: EmbedFn,
+    pstance_val: Sequence[StanceExample],
+    names: Sequence[str] = UNLABELLED_TARGETS,
+    per_target: int = RENAMED_PER_TARGET,
+) -> dict:
+    """Stance towards a name the model has no labels for, on posts whose stance is known:
+    P-Stance val posts that name their person, with the person renamed to each of ``names``
+    and scored towards that name (favor/against macro-F1 and the share called ``none``,
+    which should be near 0: every post takes a side). The first row scores the same posts
+    as written towards their own target. A name the model learnt to call ``none`` (say, one
+    near an "unrelated" distractor) shows up here as a high none rate."""
+    posts = [
+        ex
+        for target in PSTANCE_TARGETS
+        for ex in [
+            ex for ex in pstance_val if ex.target == target and names_person(ex.text, target)
+        ][:per_target]
+    ]
+    gold = [ex.label for ex in posts]
+    out: dict = {"note": f"{len(posts)} P-Stance val posts that name their person"}
+    asked = [("as written (own target)", None), *((name, name) for name in names)]
+    for label, name in asked:
+        if name is None:
+            texts, targets = [ex.text for ex in posts], [ex.target for ex in posts]
+        else:
+            first, last = name.rsplit(" ", 1)
+            texts = [rename_person(ex.text, ex.target, first, last) for ex in posts]
+            targets = [name] * len(posts)
+        emb = dict(zip(sorted(set(targets)), embed(sorted(set(targets))), strict=True))
+        probs = stance_probs(heads, embed(texts), targets, emb)
+        side = ["favor" if p[0] >= p[1] else "against" for p in probs]
+        out[label] = {
+            "n": len(posts),
+            "macro_f1": round(float(f1_score(gold, side, average="macro")), 4),
+            "none_rate": round(float(np.mean(probs.argmax(1) == STANCE_LABELS.index("none"))), 4),
         }
     return out
 

@@ -76,6 +76,11 @@ def metrics_report(m: dict[str, Any]) -> str:
             if isinstance(r, dict)
         ]
         out.append(_table(rows, ["unseen targets (30 handwritten posts)", "accuracy", "F1avg"]))
+    if "renamed_targets" in m:
+        r = m["renamed_targets"]
+        rows = [[t, v["macro_f1"], v["none_rate"]] for t, v in r.items() if isinstance(v, dict)]
+        head = f"renamed targets ({r['note']})"
+        out.append(_table(rows, [head, "macro-F1", "none rate"]))
     if "simulated_event" in m:
         sim = m["simulated_event"]
         stance = ", ".join(f"{t} {r['f1avg']:.3f}" for t, r in sim["stance"].items())

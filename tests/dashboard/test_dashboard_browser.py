@@ -147,14 +147,18 @@ WIDTHS = (1280, 1920)
 PAGE_HEIGHT = 4400  # Streamlit scrolls inside its own container: show the whole page
 
 
-def open_page(browser, url: str, width: int):  # noqa: ANN001, ANN201 - playwright objects
+# approval dial + mood + approval of 3 targets + volume
+ANALYST_CHARTS = 6
+
+
+def open_page(browser, url: str, width: int, charts: int = ANALYST_CHARTS):  # noqa: ANN001, ANN201
+    """The dashboard at ``width`` once its ``charts`` charts have rendered."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": width, "height": PAGE_HEIGHT})
     page.goto(url)
     page.wait_for_selector(".vega-embed svg", timeout=RENDER_TIMEOUT_MS)
-    # approval dial + mood + approval of 3 targets + volume
-    expect(page.locator(".vega-embed")).to_have_count(6, timeout=RENDER_TIMEOUT_MS)
+    expect(page.locator(".vega-embed")).to_have_count(charts, timeout=RENDER_TIMEOUT_MS)
     wait_idle(page)
     return page
 
@@ -262,7 +266,9 @@ def test_the_real_demo_at_two_widths_gives_the_readme_screenshot(tmp_path: Path)
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 for width in WIDTHS:
-                    page = open_page(browser, f"http://127.0.0.1:{port}/", width)
+                    # live mode turns the pipeline-health panel on: its ingest chart too
+                    url = f"http://127.0.0.1:{port}/"
+                    page = open_page(browser, url, width, charts=ANALYST_CHARTS + 1)
                     dial = page.locator(".vega-embed").first
                     expect(dial).to_contain_text("Approval of the person on air")
                     expect(dial).to_contain_text("moderate / undecided (")

@@ -12,8 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from models.data import StanceExample, entity_swap, mentions
+from models.data import StanceExample, entity_swap, mentions, names_person, rename_person
 from models.encoder import add_lora, load_lora, lora_state_dict, mean_pool, merge_lora
+from models.evaluate import renamed_targets
 from models.heads import Heads, pair_features
 from models.train import class_weights, fit_simple_head
 
@@ -221,6 +222,55 @@ def test_entity_swap_renames_the_target_everywhere():
         assert "trump" not in low and "bernie" not in low and "sanders" not in low
         assert ex.target.split()[-1] in ex.text
         assert ex.label in ("favor", "against") and ex.source == "swap"
+
+
+def test_rename_person_replaces_full_name_surname_and_first_name():
+    text = "Donald Trump? Trump lied, says @realDonaldTrump. Donald!"
+    assert names_person(text, "Donald Trump") and not names_person(text, "Joe Biden")
+    assert not names_person("a post", "Elon Musk")  # no name patterns: not a labelled person
+    renamed = rename_person(text, "Donald Trump", "Elon", "Musk")
+    assert renamed == "Elon Musk? Musk lied, says @Elon Musk. Elon!"
+
+
+class _ByText:
+    """An encoder and stance head that read the text back (for the renamed-target check):
+    `none` unless the post contains the target's surname, else favor for "good"."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def embed(self, texts):
+        start = len(self.seen)
+        self.seen += list(texts)
+        return np.arange(start, len(self.seen), dtype=np.float32)[:, None]
+
+    def stance_logits(self, t, g):
+        rows = []
+        for i, j in zip(t[:, 0].tolist(), g[:, 0].tolist(), strict=True):
+            text, target = self.seen[int(i)].lower(), self.seen[int(j)].lower()
+            if target.split()[-1] not in text:
+                rows.append([0.0, 0.0, 5.0])
+            else:
+                rows.append([5.0, 0.0, 0.0] if "good" in text else [0.0, 5.0, 0.0])
+        return torch.tensor(rows)
+
+
+def test_renamed_targets_scores_the_renamed_posts_towards_the_new_name():
+    posts = [
+        StanceExample("Joe Biden is good", "Joe Biden", "favor", "pstance"),
+        StanceExample("Biden is bad", "Joe Biden", "against", "pstance"),
+        StanceExample("a post naming nobody", "Joe Biden", "favor", "pstance"),  # left out
+        StanceExample("Trump bad", "Donald Trump", "against", "pstance"),
+        StanceExample("Bernie is good", "Bernie Sanders", "favor", "pstance"),
+    ]
+    model = _ByText()
+    out = renamed_targets(model, model.embed, posts, names=("Elon Musk",), per_target=5)
+    assert out["note"] == "4 P-Stance val posts that name their person"
+    # "Bernie is good" (renamed "Elon is good") has no surname: the stand-in head says none,
+    # and the larger of favor/against (both 0 there) counts as favor
+    assert out["as written (own target)"] == {"n": 4, "macro_f1": 1.0, "none_rate": 0.25}
+    assert out["Elon Musk"] == {"n": 4, "macro_f1": 1.0, "none_rate": 0.25}
+    assert "Musk is bad" in model.seen and "Elon is good" in model.seen
 
 
 def test_mentions():
