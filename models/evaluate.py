@@ -335,25 +335,25 @@ def renamed_targets(
             ex for ex in pstance_val if ex.target == target and names_person(ex.text, target)
         ][:per_target]
     ]
-    gold = [ex.label for ex in posts]
     out: dict = {"note": f"{len(posts)} P-Stance val posts that name their person"}
-    asked = [("as written (own target)", None), *((name, name) for name in names)]
-    for label, name in asked:
-        if name is None:
-            texts, targets = [ex.text for ex in posts], [ex.target for ex in posts]
-        else:
-            first, last = name.rsplit(" ", 1)
-            texts = [rename_person(ex.text, ex.target, first, last) for ex in posts]
-            targets = [name] * len(posts)
-        emb = dict(zip(sorted(set(targets)), embed(sorted(set(targets))), strict=True))
-        probs = stance_probs(heads, embed(texts), targets, emb)
-        side = ["favor" if p[0] >= p[1] else "against" for p in probs]
-        out[label] = {
-            "n": len(posts),
-            "macro_f1": round(float(f1_score(gold, side, average="macro")), 4),
-            "none_rate": round(float(np.mean(probs.argmax(1) == STANCE_LABELS.index("none"))), 4),
-        }
+    out["as written (own target)"] = _pooled_binary(heads, embed, posts)
+    for name in names:
+        first, last = name.rsplit(" ", 1)
+        renamed = [
+            StanceExample(rename_person(ex.text, ex.target, first, last), name, ex.label, "renamed")
+            for ex in posts
+        ]
+        out[name] = _pooled_binary(heads, embed, renamed)
     return out
+
+
+def _pooled_binary(heads: Heads, embed: EmbedFn, posts: Sequence[StanceExample]) -> dict:
+    """P-Stance-style figures of ``posts`` scored towards their targets, pooled."""
+    targets = _targets(posts)
+    emb = dict(zip(targets, embed(targets), strict=True))
+    probs = stance_probs(heads, embed([ex.text for ex in posts]), [ex.target for ex in posts], emb)
+    row = stance_metrics(posts, probs, binary=True)["pooled"]
+    return {key: row[key] for key in ("n", "macro_f1", "none_rate")}
 
 
 def _sentiment_hold_outs(meta: dict) -> list[str | None]:
