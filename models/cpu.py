@@ -71,8 +71,8 @@ def model_name() -> str:
 
 def measured_on(variant: str) -> dict[str, str]:
     """Where a figure of ``variant`` comes from: its numerics here and the CPU's name, stored
-    beside every evaluation so a figure read later says which arithmetic produced it."""
-    return {"runtime": variant, "numerics": numerics(variant), "cpu": model_name()}
+    beside the runtime's name so a figure read later says which arithmetic produced it."""
+    return {"numerics": numerics(variant), "cpu": model_name()}
 
 
 def describe(where: dict[str, str]) -> str:

@@ -247,8 +247,9 @@ def entity_swap(
 
 
 def names_person(text: str, target: str) -> bool:
-    """Whether ``text`` names the person ``target`` (full name, surname or first name; only
-    the person targets with labelled data have name patterns)."""
+    """Whether ``text`` names the person ``target`` by the patterns :func:`rename_person`
+    replaces (full name, surname, first name; only the person targets with labelled data
+    have them). Narrower than :func:`mentions`, which also counts slogans and hashtags."""
     pats = _NAME_PATTERNS.get(target)
     return pats is not None and re.search("|".join(pats), text, flags=re.IGNORECASE) is not None
 

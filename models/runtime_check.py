@@ -53,7 +53,7 @@ def variant_metrics(
     meta = read_manifest(directory)
     heads = load_heads(directory, meta)
     encoder = build_encoder(variant, config, directory, meta)
-    metrics = evaluate(heads, encoder.encode, root, unrelated_check=False)
+    metrics = evaluate(heads, encoder.encode, root, name_checks=False)
     rows = [
         r
         for r in read_jsonl(data_dir(root) / "sentiment" / "train.jsonl")

@@ -316,16 +316,29 @@ def _sample_data(root: Path, out: Path) -> Path:
     return out
 
 
-def test_export_validate_prints_a_verdict_per_variant_and_keeps_other_cpus(
-    config, exported, tmp_path, monkeypatch
-):
-    """`swingdial models export --validate` on a copy of the packaged model: one line per
-    variant naming this CPU's numerics, and the verdicts merged beside another CPU's."""
+def _models_cli(config, monkeypatch, tmp_path: Path, *calls: list[str]):  # noqa: ANN001, ANN202
+    """Each ``calls`` entry through `swingdial models` on ``config``'s exports, with the
+    settings rebuilt from the environment and a home under ``tmp_path``."""
     from click.testing import CliRunner
 
     from stream.cli.models import models_group
     from stream.config import get_settings
 
+    monkeypatch.setenv("SWINGDIAL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SWINGDIAL_SCORE_RUNTIME_DIR", str(config.runtime_dir))
+    monkeypatch.setenv("SWINGDIAL_SCORE_THREADS", "2")
+    get_settings.cache_clear()
+    try:
+        return [CliRunner().invoke(models_group, args) for args in calls]
+    finally:
+        get_settings.cache_clear()
+
+
+def test_export_validate_prints_a_verdict_per_variant_and_keeps_other_cpus(
+    config, exported, tmp_path, monkeypatch
+):
+    """`swingdial models export --validate` on a copy of the packaged model: one line per
+    variant naming this CPU's numerics, and the verdicts merged beside another CPU's."""
     artifacts = tmp_path / "artifacts"
     shutil.copytree(ARTIFACTS_DIR, artifacts)
     other_cpu = {"ok": False, "worst_drop_points": 3.05, "file": "x.xml", "cpu": "elsewhere"}
@@ -333,14 +346,8 @@ def test_export_validate_prints_a_verdict_per_variant_and_keeps_other_cpus(
     gate["variants"]["openvino-int8"]["int8-elsewhere+bf16"] = other_cpu
     (artifacts / RUNTIME_GATE).write_text(json.dumps(gate))
     data = _sample_data(Settings().shared_data, tmp_path / "data")
-    monkeypatch.setenv("SWINGDIAL_SCORE_RUNTIME_DIR", str(config.runtime_dir))
-    monkeypatch.setenv("SWINGDIAL_SCORE_THREADS", "2")
-    get_settings.cache_clear()
-    try:
-        args = ["export", "--validate", "--artifacts", str(artifacts), "--data", str(data)]
-        result = CliRunner().invoke(models_group, args)
-    finally:
-        get_settings.cache_clear()
+    args = ["export", "--validate", "--artifacts", str(artifacts), "--data", str(data)]
+    (result,) = _models_cli(config, monkeypatch, tmp_path, args)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()  # (progress bars go to stderr)
     assert "onnx-fp32 [fp32]: worst drop +0.00 points (allowed)" in lines
@@ -362,28 +369,20 @@ def test_eval_and_calibrate_record_the_numerics_and_cpu_of_their_figures(
     """`models calibrate` then `models eval` on a copy of the packaged model: metrics.json
     says which runtime, numerics and CPU produced its figures and its calibration, and the
     report and the card's runtime line say it in words."""
-    from click.testing import CliRunner
-
     from models.artifact_store import read_metrics
     from models.card import _runtime_line
-    from stream.cli.models import models_group
-    from stream.config import get_settings
 
     artifacts = tmp_path / "artifacts"
     shutil.copytree(ARTIFACTS_DIR, artifacts)
     data = _sample_data(Settings().shared_data, tmp_path / "data")
-    monkeypatch.setenv("SWINGDIAL_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("SWINGDIAL_SCORE_RUNTIME_DIR", str(config.runtime_dir))
-    get_settings.cache_clear()
     common = ["--artifacts", str(artifacts), "--data", str(data), "--precision", "fp32"]
-    try:
-        calibrated = CliRunner().invoke(models_group, ["calibrate", *common])
-        evaluated = CliRunner().invoke(models_group, ["eval", *common])
-    finally:
-        get_settings.cache_clear()
+    calibrated, evaluated = _models_cli(
+        config, monkeypatch, tmp_path, ["calibrate", *common], ["eval", *common]
+    )
     assert calibrated.exit_code == 0 and evaluated.exit_code == 0, evaluated.output
-    where = {"runtime": "onnx-fp32", "numerics": "fp32", "cpu": model_name()}
+    where = {"numerics": "fp32", "cpu": model_name()}
     metrics = read_metrics(artifacts)
+    assert metrics["runtime"] == metrics["calibration_runtime"] == "onnx-fp32"
     assert metrics["measured_on"] == where and metrics["calibration_measured_on"] == where
     words = f"fp32 numerics on {model_name() or 'an unnamed CPU'}"
     first = evaluated.stdout.splitlines()[0]
